@@ -1,0 +1,166 @@
+"""AlertBatch: the one in-memory shape every filter sees, whatever the survey.
+
+Ids and the triggering detection are columns (numpy arrays, NaN where a survey or version
+lacks a field); the light-curve history is padded 2-D arrays plus lengths, with time in MJD,
+flux and error in nJy (AB: 0 mag = 31.4 in nJy magnitudes), a band code and a kind code.
+Cutouts stay as the raw bytes the survey sent; :meth:`AlertBatch.cutout` decompresses one
+only when a filter asks.
+"""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BANDS = ("u", "g", "r", "i", "z", "y")
+BAND_CODE = {b: i for i, b in enumerate(BANDS)}
+
+# Light-curve point kinds.
+DETECTION, FORCED, UPPER_LIMIT = 0, 1, 2
+
+NJY_ZEROPOINT_MAG = 31.4  # an AB magnitude of 31.4 is 1 nJy
+
+
+def mag_to_njy(mag: float) -> float:
+    """Flux in nJy; NaN for sentinel or absurd magnitudes (real packets carry some)."""
+    if mag is None or not -10.0 < mag < 60.0:
+        return float("nan")
+    return float(10.0 ** (-0.4 * (mag - NJY_ZEROPOINT_MAG)))
+
+
+@dataclass
+class NormalisedAlert:
+    """One alert after its survey adapter: what the batch is stacked from."""
+
+    survey: str
+    object_id: str
+    alert_id: int
+    schema_version: str
+    columns: dict[str, float]  # the triggering detection; common names plus native fields
+    band: str
+    lc_time: list[float] = field(default_factory=list)
+    lc_flux: list[float] = field(default_factory=list)
+    lc_flux_err: list[float] = field(default_factory=list)
+    lc_band: list[int] = field(default_factory=list)
+    lc_kind: list[int] = field(default_factory=list)
+    cutouts: dict[str, bytes | None] = field(default_factory=dict)
+    cutout_compression: str = "none"  # "gzip" for ZTF stamps
+
+    def add_point(self, t: float, flux: float, err: float, band: str | None, kind: int) -> None:
+        if t is None or not np.isfinite(t):
+            return
+        self.lc_time.append(float(t))
+        self.lc_flux.append(np.nan if flux is None else float(flux))
+        self.lc_flux_err.append(np.nan if err is None else float(err))
+        self.lc_band.append(BAND_CODE.get(band or "", -1))
+        self.lc_kind.append(kind)
+
+
+@dataclass
+class LightCurves:
+    time: np.ndarray  # (n, L) MJD, NaN padding
+    flux: np.ndarray  # (n, L) nJy
+    flux_err: np.ndarray  # (n, L) nJy
+    band: np.ndarray  # (n, L) int8 band code, -1 padding/unknown
+    kind: np.ndarray  # (n, L) int8 DETECTION/FORCED/UPPER_LIMIT, -1 padding
+    length: np.ndarray  # (n,) points per alert
+
+
+class AlertBatch:
+    """Columns for ``n`` alerts; index ``i`` is the same alert in every array."""
+
+    def __init__(self, alerts: list[NormalisedAlert], raw: list[bytes] | None = None):
+        n = len(alerts)
+        self.n = n
+        self.survey = np.array([a.survey for a in alerts], dtype=object)
+        self.object_id = np.array([a.object_id for a in alerts], dtype=object)
+        self.alert_id = np.array([a.alert_id for a in alerts], dtype=np.int64)
+        self.schema_version = [a.schema_version for a in alerts]
+        self.band = np.array([a.band for a in alerts], dtype=object)
+        names = sorted({k for a in alerts for k in a.columns})
+        self.columns: dict[str, np.ndarray] = {
+            k: np.array([a.columns.get(k, np.nan) for a in alerts], dtype=np.float64) for k in names
+        }
+        self.lc = _stack_light_curves(alerts)
+        self._cutouts = [a.cutouts for a in alerts]
+        self._compression = [a.cutout_compression for a in alerts]
+        self.raw = raw if raw is not None else [b""] * n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def column(self, name: str) -> np.ndarray:
+        """A detection column; all-NaN when no alert in the batch carries it."""
+        col = self.columns.get(name)
+        return col if col is not None else np.full(self.n, np.nan)
+
+    def has(self, name: str) -> bool:
+        return name in self.columns or name in ("survey", "object_id", "alert_id", "band", "lc")
+
+    def cutout(self, i: int, kind: str = "Difference") -> bytes | None:
+        """FITS bytes of one stamp (``Science``, ``Template`` or ``Difference``), decompressed."""
+        data = self._cutouts[i].get(kind)
+        if data is None:
+            return None
+        if self._compression[i] == "gzip" and data[:2] == b"\x1f\x8b":
+            return gzip.decompress(data)
+        return data
+
+    def subset(self, idx: np.ndarray) -> "AlertBatch":
+        """A view on some alerts (used by the runtime to chunk a batch for a device)."""
+        out = object.__new__(AlertBatch)
+        idx = np.asarray(idx, dtype=np.int64)
+        out.n = len(idx)
+        out.survey = self.survey[idx]
+        out.object_id = self.object_id[idx]
+        out.alert_id = self.alert_id[idx]
+        out.schema_version = [self.schema_version[i] for i in idx]
+        out.band = self.band[idx]
+        out.columns = {k: v[idx] for k, v in self.columns.items()}
+        lc = self.lc
+        out.lc = LightCurves(lc.time[idx], lc.flux[idx], lc.flux_err[idx], lc.band[idx],
+                             lc.kind[idx], lc.length[idx])
+        out._cutouts = [self._cutouts[i] for i in idx]
+        out._compression = [self._compression[i] for i in idx]
+        out.raw = [self.raw[i] for i in idx]
+        return out
+
+
+def _stack_light_curves(alerts: list[NormalisedAlert]) -> LightCurves:
+    n = len(alerts)
+    length = np.array([len(a.lc_time) for a in alerts], dtype=np.int64)
+    width = int(length.max()) if n else 0
+    time = np.full((n, width), np.nan)
+    flux = np.full((n, width), np.nan)
+    err = np.full((n, width), np.nan)
+    band = np.full((n, width), -1, dtype=np.int8)
+    kind = np.full((n, width), -1, dtype=np.int8)
+    for i, a in enumerate(alerts):
+        m = length[i]
+        if not m:
+            continue
+        order = np.argsort(a.lc_time, kind="stable")
+        time[i, :m] = np.asarray(a.lc_time)[order]
+        flux[i, :m] = np.asarray(a.lc_flux)[order]
+        err[i, :m] = np.asarray(a.lc_flux_err)[order]
+        band[i, :m] = np.asarray(a.lc_band)[order]
+        kind[i, :m] = np.asarray(a.lc_kind)[order]
+    return LightCurves(time, flux, err, band, kind, length)
+
+
+def numeric_fields(record: dict | None, skip: tuple[str, ...] = ()) -> dict[str, float]:
+    """Every int/float/bool field of a flat record as a float (None becomes NaN)."""
+    out: dict[str, float] = {}
+    if not record:
+        return out
+    for k, v in record.items():
+        if k in skip:
+            continue
+        if isinstance(v, bool):
+            out[k] = 1.0 if v else 0.0
+        elif isinstance(v, (int, float)):
+            out[k] = float(v)
+        elif v is None:
+            out[k] = np.nan
+    return out

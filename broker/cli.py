@@ -1,0 +1,137 @@
+"""The ``alert-broker`` command: kafka | replay | run | tail | demo."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from broker import logs
+
+log = logging.getLogger("alert_broker")
+
+
+def _cmd_kafka(args) -> int:
+    from broker.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker(args.port, quiet=False).start()
+    print(f"tansu listening on {broker.bootstrap} (memory storage); Ctrl-C stops it", flush=True)
+    try:
+        return broker.wait()
+    except KeyboardInterrupt:
+        broker.stop()
+        return 0
+
+
+def _cmd_replay(args) -> int:
+    from broker.codec import Decoder
+    from broker.replay import replay
+    from broker.schema_store import SchemaResolver
+
+    sent = replay(args.paths, args.bootstrap, args.topic, Decoder(SchemaResolver()),
+                  rate=args.rate, loop=args.loop, progress=not args.quiet)
+    print(f"sent {sent} messages to {args.topic}")
+    return 0
+
+
+def _settings_from(args):
+    from broker.settings import Settings
+
+    kafka = {"bootstrap": args.bootstrap} if args.bootstrap else None
+    return Settings.load(
+        args.config,
+        kafka=kafka,
+        input_topics=args.input_topic or None,
+        group_id=args.group,
+        annotations_topic=args.annotations_topic,
+        dlq_topic=args.dlq_topic,
+        filters=args.filters,
+        exit_when_idle_s=args.exit_when_idle,
+        metrics_port=args.metrics_port,
+    )
+
+
+def _cmd_run(args) -> int:
+    from broker.http import HealthServer
+    from broker.pipeline import Pipeline
+
+    settings = _settings_from(args)
+    logs.configure(settings.log_level)
+    pipeline = Pipeline(settings)
+    pipeline.install_signal_handlers()
+    server = HealthServer(pipeline, settings.metrics_port).start() if settings.metrics_port else None
+    try:
+        summary = pipeline.run()
+    finally:
+        if server:
+            server.stop()
+    log.info("stopped", extra={"consumed": summary.consumed, "annotated": summary.annotated,
+                               "dead_lettered": sum(summary.dead_lettered.values()),
+                               "seconds": round(summary.seconds, 2)})
+    return 0
+
+
+def _cmd_tail(args) -> int:
+    from broker.tail import tail
+
+    tail(args.bootstrap, args.topic, args.from_beginning, args.exit_when_idle)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from broker.demo import run_demo
+
+    return run_demo(filters=args.filters, sample_dir=args.samples)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alert-broker", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("kafka", help="run the embedded Kafka-protocol broker (Tansu)")
+    k.add_argument("--port", type=int, default=9092)
+    k.set_defaults(func=_cmd_kafka)
+
+    r = sub.add_parser("replay", help="send alert files to a topic, one message per alert")
+    r.add_argument("paths", nargs="+")
+    r.add_argument("--bootstrap", required=True)
+    r.add_argument("--topic", required=True)
+    r.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
+    r.add_argument("--loop", type=int, default=1)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_replay)
+
+    run = sub.add_parser("run", help="run the pipeline")
+    run.add_argument("--config", help="YAML settings file")
+    run.add_argument("--bootstrap")
+    run.add_argument("--input-topic", action="append")
+    run.add_argument("--group")
+    run.add_argument("--annotations-topic")
+    run.add_argument("--dlq-topic")
+    run.add_argument("--filters", help="comma-separated filter names")
+    run.add_argument("--exit-when-idle", type=float, metavar="SECONDS")
+    run.add_argument("--metrics-port", type=int)
+    run.set_defaults(func=_cmd_run)
+
+    t = sub.add_parser("tail", help="print a topic as JSON lines")
+    t.add_argument("--bootstrap", required=True)
+    t.add_argument("--topic", required=True)
+    t.add_argument("--from-beginning", action="store_true")
+    t.add_argument("--exit-when-idle", type=float, metavar="SECONDS")
+    t.set_defaults(func=_cmd_tail)
+
+    d = sub.add_parser("demo", help="embedded broker + replay of bundled alerts + every filter")
+    d.add_argument("--filters", help="comma-separated (default: every installed filter)")
+    d.add_argument("--samples", help="directory of alerts to replay (default: bundled samples)")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "run":
+        logs.configure("ERROR" if args.command == "demo" else "WARNING")
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Where writer schemas come from: the bundled ``schemas/`` tree and a Confluent registry.
+
+Rubin publishes new schema versions to its registry, sometimes hours after alerts using
+them appear, so ids resolve from the registry when one is configured and fall back to the
+copies bundled here (ids follow the version: 704 = v7.4, 900 = v9.0, 1100 = v11.0).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import urllib.request
+from pathlib import Path
+
+import fastavro
+
+from broker.codec import DecodeError, schema_version_of
+
+log = logging.getLogger(__name__)
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def load_schema_dir(directory: Path, main: str = "alert") -> dict:
+    """Parse every ``.avsc`` of one version folder and return the parsed ``main`` record.
+
+    Files reference each other by full name (``ztf.alert.candidate``) whatever the file is
+    called, so they are parsed in dependency order by retrying until all resolve.
+    """
+    raw = {p: json.loads(p.read_text()) for p in sorted(directory.glob("*.avsc"))}
+    named: dict = {}
+    pending = dict(raw)
+    parsed: dict[Path, dict] = {}
+    while pending:
+        progressed = False
+        for path, schema in list(pending.items()):
+            try:
+                parsed[path] = fastavro.parse_schema(schema, named_schemas=named)
+            except fastavro.schema.UnknownType:
+                continue
+            del pending[path]
+            progressed = True
+        if not progressed:
+            raise ValueError(f"unresolvable references in {directory}: {sorted(map(str, pending))}")
+    for path, schema in parsed.items():
+        stem = path.stem.split(".")[-1]
+        if stem == main:
+            return schema
+    raise ValueError(f"no {main}.avsc in {directory}")
+
+
+def lsst_version_of_id(schema_id: int) -> tuple[int, int]:
+    return schema_id // 100, schema_id % 100
+
+
+class BundledLsstSchemas:
+    def __init__(self, root: Path = SCHEMAS_DIR / "lsst"):
+        self.root = root
+        self._cache: dict[int, tuple[dict, str]] = {}
+
+    def available_ids(self) -> list[int]:
+        ids = []
+        for d in self.root.glob("*/*"):
+            if d.is_dir() and d.parent.name.isdigit() and d.name.isdigit():
+                ids.append(int(d.parent.name) * 100 + int(d.name))
+        return sorted(ids)
+
+    def get(self, schema_id: int) -> tuple[dict, str] | None:
+        if schema_id in self._cache:
+            return self._cache[schema_id]
+        major, minor = lsst_version_of_id(schema_id)
+        folder = self.root / str(major) / str(minor)
+        if not folder.is_dir():
+            return None
+        entry = (load_schema_dir(folder), f"{major}.{minor}")
+        self._cache[schema_id] = entry
+        return entry
+
+
+class RegistryClient:
+    """Minimal client of the Confluent schema-registry REST API (``GET /schemas/ids/{id}``)."""
+
+    def __init__(self, url: str, username: str | None = None, password: str | None = None,
+                 timeout_s: float = 5.0):
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._auth = None
+        if username:
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self._auth = f"Basic {token}"
+
+    def fetch(self, schema_id: int) -> dict:
+        req = urllib.request.Request(f"{self.url}/schemas/ids/{schema_id}")
+        req.add_header("Accept", "application/vnd.schemaregistry.v1+json")
+        if self._auth:
+            req.add_header("Authorization", self._auth)
+        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            body = json.loads(resp.read())
+        return json.loads(body["schema"])
+
+
+class SchemaResolver:
+    """Confluent id -> (parsed schema, version). Registry first, bundled copy second."""
+
+    RETRY_UNKNOWN_S = 60.0  # a missing id may be published later: do not remember it forever
+
+    def __init__(self, registry: RegistryClient | None = None,
+                 bundled: BundledLsstSchemas | None = None):
+        self.registry = registry
+        self.bundled = bundled or BundledLsstSchemas()
+        self._cache: dict[int, tuple[dict, str | None]] = {}
+        self._unknown: dict[int, float] = {}
+
+    def __call__(self, schema_id: int) -> tuple[dict, str | None]:
+        hit = self._cache.get(schema_id)
+        if hit is not None:
+            return hit
+        if time.monotonic() - self._unknown.get(schema_id, -1e9) < self.RETRY_UNKNOWN_S:
+            raise DecodeError("unknown_schema_id", f"schema id {schema_id} is not known")
+        entry = self._from_registry(schema_id) or self.bundled.get(schema_id)
+        if entry is None:
+            self._unknown[schema_id] = time.monotonic()
+            raise DecodeError("unknown_schema_id", f"schema id {schema_id} is not known")
+        self._cache[schema_id] = entry
+        return entry
+
+    def _from_registry(self, schema_id: int) -> tuple[dict, str | None] | None:
+        if self.registry is None:
+            return None
+        try:
+            raw = self.registry.fetch(schema_id)
+        except Exception as exc:  # registry down or id missing: fall back to bundled copies
+            log.warning("schema registry lookup of id %s failed: %s", schema_id, exc)
+            return None
+        parsed = fastavro.parse_schema(raw, named_schemas={})
+        version = schema_version_of(raw)
+        if version is None:
+            major, minor = lsst_version_of_id(schema_id)
+            version = f"{major}.{minor}"
+        return parsed, version

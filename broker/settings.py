@@ -1,0 +1,141 @@
+"""One frozen, typed settings model: defaults < YAML file < environment < command-line flags.
+
+Environment variables use the prefix ``ALERT_BROKER__`` and ``__`` between levels, e.g.
+``ALERT_BROKER__KAFKA__SASL_PASSWORD``. Secrets are ``SecretStr`` (never printed) and may also
+come from a file (``*_file``), which is how a Kubernetes Secret is mounted; never put them in
+the YAML file that becomes a ConfigMap.
+"""
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+_yaml_path: ContextVar[Path | None] = ContextVar("_yaml_path", default=None)
+
+
+def _read_secret(value: SecretStr | None, path: str | None) -> str | None:
+    if value is not None:
+        return value.get_secret_value()
+    if path:
+        return Path(path).read_text().strip()
+    return None
+
+
+class KafkaSettings(BaseModel, frozen=True):
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None  # Rubin: SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: str | None = None
+    ssl_ca_location: str | None = None
+    session_timeout_ms: int = 10_000
+    # Passed through to librdkafka unchanged (consumer and producer), for what is not above.
+    consumer_extra: dict[str, Any] = Field(default_factory=dict)
+    producer_extra: dict[str, Any] = Field(default_factory=dict)
+
+    def client_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username or ""
+            conf["sasl.password"] = _read_secret(self.sasl_password, self.sasl_password_file) or ""
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+
+class SchemaRegistrySettings(BaseModel, frozen=True):
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+
+    def secret(self) -> str | None:
+        return _read_secret(self.password, self.password_file)
+
+
+class RouteRule(BaseModel, frozen=True):
+    topic: str
+    condition: str  # e.g. "quality.score > 0.5 and survey == 'ztf'"
+
+
+class BatchSettings(BaseModel, frozen=True):
+    max_alerts: int = Field(500, ge=1)
+    max_wait_ms: int = Field(500, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ALERT_BROKER__", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+    input_topics: list[str] = ["ztf-alerts"]
+    group_id: str = "alert-broker"
+    annotations_topic: str = "alerts.annotations"
+    dlq_topic: str = "alerts.dlq"
+    routes: list[RouteRule] = []
+    batch: BatchSettings = BatchSettings()
+    filters: list[str] = ["quality"]
+    filter_options: dict[str, dict[str, Any]] = {}
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_message_bytes: int = 10_000_000
+    metrics_port: int | None = None
+    exit_when_idle_s: float | None = None
+    shutdown_deadline_s: float = 30.0
+    log_level: str = "INFO"
+
+    @field_validator("filters", "input_topics", mode="before")
+    @classmethod
+    def _split_commas(cls, v):
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ):
+        sources = [init_settings, env_settings]
+        path = _yaml_path.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> "Settings":
+        """Settings from ``path`` (YAML), the environment, then ``overrides`` (flags)."""
+        token = _yaml_path.set(Path(path) if path else None)
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        finally:
+            _yaml_path.reset(token)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            return "cpu"

@@ -1,0 +1,79 @@
+"""Rubin/LSST alerts (lsst.vX_Y.alert, broker re-serialisations, older DPDD field names)."""
+from __future__ import annotations
+
+import math
+
+from broker.batch import DETECTION, FORCED, UPPER_LIMIT, NormalisedAlert, numeric_fields
+from broker.codec import DecodeError, DecodedMessage, schema_version_of
+
+
+def _first(d: dict, *names):
+    for n in names:
+        v = d.get(n)
+        if v is not None:
+            return v
+    return None
+
+
+def _time(p: dict):
+    return _first(p, "midpointMjdTai", "midPointTai", "midpointMjd")
+
+
+def _band(p: dict):
+    return _first(p, "band", "filterName")
+
+
+def _float(v) -> float:
+    return float(v) if v is not None else math.nan
+
+
+def _version_field(value) -> str | None:
+    """Fink writes ``lsst_schema_version`` as e.g. ``lsst.v9_0``."""
+    if not value:
+        return None
+    return schema_version_of({"name": str(value)}) or str(value)
+
+
+def normalise(rec: dict, message: DecodedMessage) -> NormalisedAlert:
+    ds = rec["diaSource"]
+    alert_id = _first(rec, "diaSourceId", "alertId")
+    if alert_id is None:
+        alert_id = ds.get("diaSourceId")
+    if alert_id is None:
+        raise DecodeError("normalise_failed", "lsst alert without diaSourceId/alertId")
+    obj = rec.get("diaObject") or {}
+    object_id = _first(ds, "diaObjectId") or obj.get("diaObjectId") or _first(ds, "ssObjectId")
+    version = message.schema_version or _version_field(rec.get("lsst_schema_version")) or "unknown"
+    cols = numeric_fields(ds)
+    t = _time(ds)
+    flux = _first(ds, "psfFlux", "psFlux")
+    err = _first(ds, "psfFluxErr", "psFluxErr")
+    band = _band(ds) or ""
+    cols.update(
+        mjd=t if t is not None else math.nan,
+        flux=flux if flux is not None else math.nan,
+        flux_err=err if err is not None else math.nan,
+        exposure_id=_float(_first(ds, "visit", "ccdVisitId")),
+        channel_id=_float(ds.get("detector")),
+    )
+    if "decl" in ds and "dec" not in ds:
+        cols["dec"] = float(ds["decl"])
+    alert = NormalisedAlert(
+        survey="lsst",
+        object_id=str(object_id) if object_id is not None else "",
+        alert_id=int(alert_id),
+        schema_version=str(version),
+        columns=cols,
+        band=band,
+    )
+    alert.add_point(t, flux, err, band, DETECTION)
+    for p in rec.get("prvDiaSources") or ():
+        alert.add_point(_time(p), _first(p, "psfFlux", "psFlux"), _first(p, "psfFluxErr", "psFluxErr"), _band(p), DETECTION)
+    for p in rec.get("prvDiaForcedSources") or ():
+        alert.add_point(_time(p), _first(p, "psfFlux", "psFlux"), _first(p, "psfFluxErr", "psFluxErr"), _band(p), FORCED)
+    for p in rec.get("prvDiaNondetectionLimits") or ():
+        alert.add_point(_time(p), None, _first(p, "diaNoise", "psfFluxErr"), _band(p), UPPER_LIMIT)
+    for kind in ("Science", "Template", "Difference"):
+        v = rec.get(f"cutout{kind}")
+        alert.cutouts[kind] = v if isinstance(v, (bytes, bytearray)) else None
+    return alert

@@ -1,0 +1,78 @@
+"""ZTF packets (schema 1.x to 4.02, IPAC originals and broker re-serialisations)."""
+from __future__ import annotations
+
+import math
+
+from broker.batch import DETECTION, FORCED, UPPER_LIMIT, NormalisedAlert, mag_to_njy, numeric_fields
+from broker.codec import DecodeError, DecodedMessage
+
+FID_BAND = {1: "g", 2: "r", 3: "i"}
+JD_TO_MJD = 2400000.5
+_POSITIVE = {"t", "1", "true"}
+
+
+def _sign(isdiffpos) -> float:
+    return 1.0 if str(isdiffpos).lower() in _POSITIVE else -1.0
+
+
+def _point_flux(p: dict) -> tuple[float, float, int]:
+    """Difference flux and 1-sigma error in nJy; an upper limit has NaN flux."""
+    mag = p.get("magpsf")
+    if mag is None:
+        lim = p.get("diffmaglim")
+        return math.nan, (mag_to_njy(lim) / 5.0 if lim is not None else math.nan), UPPER_LIMIT
+    flux = _sign(p.get("isdiffpos")) * mag_to_njy(mag)
+    sig = p.get("sigmapsf")
+    err = abs(flux) * math.log(10) / 2.5 * sig if sig is not None else math.nan
+    return flux, err, DETECTION
+
+
+def normalise(rec: dict, message: DecodedMessage) -> NormalisedAlert:
+    cand = rec["candidate"]
+    alert_id = rec.get("candid") if rec.get("candid") is not None else cand.get("candid")
+    if alert_id is None:
+        raise DecodeError("normalise_failed", "ztf alert without candid")
+    version = rec.get("schemavsn") or message.schema_version or "unknown"
+    cols = numeric_fields(cand)
+    cols["isdiffpos"] = 1.0 if _sign(cand.get("isdiffpos")) > 0 else 0.0
+    jd = cand.get("jd")
+    flux, err, _ = _point_flux(cand)
+    band = FID_BAND.get(cand.get("fid"), "")
+    cols.update(
+        mjd=(jd - JD_TO_MJD) if jd is not None else math.nan,
+        flux=flux,
+        flux_err=err,
+        exposure_id=float(cand["pid"]) if cand.get("pid") is not None else math.nan,
+        channel_id=float(cand["rcid"]) if cand.get("rcid") is not None else math.nan,
+    )
+    alert = NormalisedAlert(
+        survey="ztf",
+        object_id=rec.get("objectId") or "",
+        alert_id=int(alert_id),
+        schema_version=str(version),
+        columns=cols,
+        band=band,
+        cutout_compression="gzip",
+    )
+    if jd is not None:
+        alert.add_point(jd - JD_TO_MJD, flux, err, band, DETECTION)
+    for p in rec.get("prv_candidates") or ():
+        if p.get("jd") is None:
+            continue
+        f, e, kind = _point_flux(p)
+        alert.add_point(p["jd"] - JD_TO_MJD, f, e, FID_BAND.get(p.get("fid")), kind)
+    for fp in rec.get("fp_hists") or ():
+        _add_forced(alert, fp)
+    for kind in ("Science", "Template", "Difference"):
+        stamp = rec.get(f"cutout{kind}")
+        alert.cutouts[kind] = stamp.get("stampData") if isinstance(stamp, dict) else None
+    return alert
+
+
+def _add_forced(alert: NormalisedAlert, fp: dict) -> None:
+    """ZTF forced photometry (4.x): difference flux in DN, scaled by the image zero point."""
+    flux, ferr, zp, jd = fp.get("forcediffimflux"), fp.get("forcediffimfluxunc"), fp.get("magzpsci"), fp.get("jd")
+    if None in (flux, ferr, zp, jd) or flux <= -99999 or ferr <= -99999:
+        return
+    scale = mag_to_njy(zp)
+    alert.add_point(jd - JD_TO_MJD, flux * scale, ferr * scale, FID_BAND.get(fp.get("fid")), FORCED)

@@ -1,0 +1,69 @@
+"""Read a topic back as JSON lines: annotations, filtered alerts or dead letters."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+from broker.annotations import HEADER_ANNOTATION, decode_annotation
+from broker.kafka_io import (
+    HEADER_DLQ_ERROR, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC,
+    make_consumer,
+)
+from broker.settings import KafkaSettings
+
+
+def describe(value: bytes | None, headers: list[tuple[str, bytes]] | None) -> dict:
+    """The JSON view of one message, by what it carries."""
+    h = {k: v for k, v in (headers or [])}
+    if HEADER_DLQ_REASON in h:
+        return {
+            "reason": h[HEADER_DLQ_REASON].decode(),
+            "error": h.get(HEADER_DLQ_ERROR, b"").decode(errors="replace"),
+            "topic": h.get(HEADER_DLQ_TOPIC, b"").decode(),
+            "partition": int(h.get(HEADER_DLQ_PARTITION, b"-1")),
+            "offset": int(h.get(HEADER_DLQ_OFFSET, b"-1")),
+            "bytes": len(value or b""),
+        }
+    if HEADER_ANNOTATION in h:
+        ann = json.loads(h[HEADER_ANNOTATION])
+        ann["bytes"] = len(value or b"")
+        return ann
+    return decode_annotation(value or b"")
+
+
+def tail(bootstrap: str, topic: str, from_beginning: bool = False,
+         exit_when_idle_s: float | None = None, out=sys.stdout, kafka: KafkaSettings | None = None) -> int:
+    kafka = kafka or KafkaSettings(bootstrap=bootstrap, session_timeout_ms=6000)
+    consumer = make_consumer(
+        kafka, f"alert-broker-tail-{uuid.uuid4().hex[:8]}",
+        **{"auto.offset.reset": "earliest" if from_beginning else "latest"},
+    )
+    assigned = []
+    consumer.subscribe([topic], on_assign=lambda c, ps: assigned.append(time.monotonic()))
+    count = 0
+    last = time.monotonic()
+    try:
+        while True:
+            msgs = consumer.consume(500, 0.5)
+            got = [m for m in msgs if m.error() is None]
+            for m in got:
+                try:
+                    obj = describe(m.value(), m.headers())
+                except Exception as exc:
+                    obj = {"undecodable": str(exc), "bytes": len(m.value() or b"")}
+                out.write(json.dumps(obj, default=str) + "\n")
+                count += 1
+            if got:
+                last = time.monotonic()
+            elif assigned:
+                last = max(last, assigned[0])
+            if exit_when_idle_s is not None and assigned and time.monotonic() - last > exit_when_idle_s:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        out.flush()
+        consumer.close()
+    return count

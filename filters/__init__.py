@@ -1,0 +1,1 @@
+"""Classifier filters: pure compute over an AlertBatch (see filters.base)."""

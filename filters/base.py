@@ -1,0 +1,95 @@
+"""The filter interface and the plugin registry.
+
+A filter is pure compute: it declares the detection columns it needs, loads its model once
+in ``setup`` onto the context's device, and turns a whole batch into a :class:`FilterResult`
+aligned with the batch. The runtime owns Kafka, timing, metrics and the error policy.
+Third-party packages register filters under the ``alert_broker.filters`` entry-point group.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from broker.batch import AlertBatch
+
+ENTRY_POINT_GROUP = "alert_broker.filters"
+
+
+@dataclass
+class FilterContext:
+    device: str = "cpu"  # "cpu" or "cuda"
+    options: dict[str, Any] = field(default_factory=dict)
+    model_dir: Path | None = None  # overrides the filter's packaged artifacts
+
+
+@dataclass
+class FilterResult:
+    """Per-alert outputs: ``score`` NaN means null, and then ``reason`` says why."""
+
+    score: np.ndarray
+    reason: list[str | None]
+    details: list[dict[str, float | str]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n: int) -> "FilterResult":
+        return cls(np.full(n, np.nan), [None] * n, [{} for _ in range(n)])
+
+    def set_null(self, mask: np.ndarray, reason: str) -> None:
+        """Null the still-unset alerts in ``mask`` with ``reason`` (first reason wins)."""
+        for i in np.flatnonzero(mask):
+            if self.reason[i] is None:
+                self.score[i] = np.nan
+                self.reason[i] = reason
+
+    def validate(self, n: int, name: str) -> None:
+        if len(self.score) != n or len(self.reason) != n:
+            raise ValueError(f"filter {name} returned {len(self.score)} scores for {n} alerts")
+        if self.details and len(self.details) != n:
+            raise ValueError(f"filter {name} returned {len(self.details)} details for {n} alerts")
+        for i, s in enumerate(self.score):
+            if math.isnan(s) and not self.reason[i]:
+                raise ValueError(f"filter {name}: alert {i} has a null score without a reason")
+
+
+class Filter(ABC):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    # Detection columns needed, per survey; checked against the known columns at start-up.
+    fields: ClassVar[dict[str, tuple[str, ...]]] = {}
+    needs_light_curve: ClassVar[bool] = False
+    max_batch: ClassVar[int | None] = None  # the runtime chunks larger batches
+
+    def setup(self, context: FilterContext) -> None:
+        """Load models once; called before the first batch."""
+        self.context = context
+
+    @abstractmethod
+    def score(self, batch: AlertBatch) -> FilterResult:
+        """Score every alert of ``batch``; never raise for one bad alert, null it instead."""
+
+    def null_unsupported(self, batch: AlertBatch, result: FilterResult) -> None:
+        """Alerts of surveys this filter has no fields for get a null with a reason."""
+        for survey in set(batch.survey):
+            if survey not in self.fields:
+                result.set_null(batch.survey == survey, f"unsupported_survey:{survey}")
+
+    def null_missing(self, batch: AlertBatch, result: FilterResult) -> None:
+        """Alerts lacking a needed column (older schema, null field) get ``missing:<field>``."""
+        for survey, names in self.fields.items():
+            rows = batch.survey == survey
+            for col in names:
+                result.set_null(rows & ~np.isfinite(batch.column(col)), f"missing:{col}")
+
+
+def discover() -> dict[str, type[Filter]]:
+    """Every installed filter class by name (built-ins are registered the same way)."""
+    found: dict[str, type[Filter]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load()
+    return found
