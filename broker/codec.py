@@ -98,7 +98,7 @@ def schema_version_of(schema: dict) -> str | None:
     if isinstance(schema, dict):
         if schema.get("version"):
             return str(schema["version"])
-        name = str(schema.get("name", ""))
+        name = f'{schema.get("namespace") or ""}.{schema.get("name", "")}'
         for part in name.split("."):
             if part.startswith("v") and "_" in part:
                 major, _, minor = part[1:].partition("_")

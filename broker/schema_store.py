@@ -23,31 +23,45 @@ SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 def load_schema_dir(directory: Path, main: str = "alert") -> dict:
-    """Parse every ``.avsc`` of one version folder and return the parsed ``main`` record.
+    """The ``main`` record of one version folder, with every named type it uses inlined.
 
     Files reference each other by full name (``ztf.alert.candidate``) whatever the file is
-    called, so they are parsed in dependency order by retrying until all resolve.
+    called, so the dependency order is found by retrying until all resolve.
     """
     raw = {p: json.loads(p.read_text()) for p in sorted(directory.glob("*.avsc"))}
     named: dict = {}
+    order: list[Path] = []
     pending = dict(raw)
-    parsed: dict[Path, dict] = {}
     while pending:
         progressed = False
         for path, schema in list(pending.items()):
             try:
-                parsed[path] = fastavro.parse_schema(schema, named_schemas=named)
+                fastavro.parse_schema(schema, named_schemas=named)
             except fastavro.schema.UnknownType:
                 continue
             del pending[path]
+            order.append(path)
             progressed = True
         if not progressed:
             raise ValueError(f"unresolvable references in {directory}: {sorted(map(str, pending))}")
-    for path, schema in parsed.items():
-        stem = path.stem.split(".")[-1]
-        if stem == main:
-            return schema
-    raise ValueError(f"no {main}.avsc in {directory}")
+    mains = [p for p in order if p.stem.split(".")[-1] == main]
+    if not mains:
+        raise ValueError(f"no {main}.avsc in {directory}")
+    # Only the files the main record needs, in dependency order, main last.
+    needed = [p for p in order if p != mains[0] and _full_name(raw[p]) in json.dumps(raw[mains[0]])]
+    needed = [p for p in order if p in needed or p == mains[0] or _used_by(raw, p, needed)]
+    return fastavro.schema.load_schema_ordered([str(p) for p in needed], _write_hint=False)
+
+
+def _full_name(schema: dict) -> str:
+    ns = schema.get("namespace")
+    name = schema["name"]
+    return name if "." in name or not ns else f"{ns}.{name}"
+
+
+def _used_by(raw: dict, path: Path, users: list[Path]) -> bool:
+    full = _full_name(raw[path])
+    return any(full in json.dumps(raw[u]) for u in users)
 
 
 def lsst_version_of_id(schema_id: int) -> tuple[int, int]:
