@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import gzip
+import math
+
+import numpy as np
+
+from broker.batch import DETECTION, FORCED, UPPER_LIMIT, mag_to_njy
+from broker.surveys import normalise
+from tests.conftest import FIXTURES
+
+
+def _one(decoder, *parts):
+    msg = decoder.decode(FIXTURES.joinpath(*parts).read_bytes())
+    return [normalise(r, msg) for r in msg.records], msg
+
+
+def test_ztf_units_and_history(decoder):
+    (alert,), msg = _one(decoder, "ztf", "ztf-avro-alert", "v3.3", "472263571115115000.avro")
+    cand = msg.records[0]["candidate"]
+    assert alert.survey == "ztf" and alert.object_id == "ZTF17aaajnnn"
+    assert alert.alert_id == 472263571115115000 and alert.schema_version == "3.3"
+    assert alert.columns["mjd"] == cand["jd"] - 2400000.5
+    sign = 1 if cand["isdiffpos"] in ("t", "1") else -1
+    assert math.isclose(alert.columns["flux"], sign * 10 ** (-0.4 * (cand["magpsf"] - 31.4)))
+    assert alert.columns["channel_id"] == cand["rcid"] and alert.band == {1: "g", 2: "r", 3: "i"}[cand["fid"]]
+    # prv_candidates plus the detection itself; limits have NaN flux and a finite error.
+    assert len(alert.lc_time) == len(msg.records[0]["prv_candidates"]) + 1
+    kinds = np.array(alert.lc_kind)
+    fluxes = np.array(alert.lc_flux)
+    assert np.all(np.isnan(fluxes[kinds == UPPER_LIMIT])) and np.all(np.isfinite(fluxes[kinds == DETECTION]))
+
+
+def test_ztf_cutouts_stay_compressed_until_asked(decoder, sample_batch):
+    (alert,), _ = _one(decoder, "ztf", "ztf-avro-alert", "v3.3", "472263571115115000.avro")
+    assert alert.cutouts["Science"][:2] == b"\x1f\x8b"
+    i = int(np.flatnonzero(sample_batch.alert_id == 472263571115115000)[0])
+    fits = sample_batch.cutout(i, "Science")
+    assert fits[:6] == b"SIMPLE" and fits == gzip.decompress(alert.cutouts["Science"])
+
+
+def test_ztf_forced_photometry_v402(decoder):
+    path = next((FIXTURES / "ztf" / "alerce_v4.02").glob("*.avro"))
+    (alert,), msg = _one(decoder, "ztf", "alerce_v4.02", path.name)
+    assert alert.schema_version == "4.02"
+    assert FORCED in alert.lc_kind
+
+
+def test_lsst_units(decoder):
+    path = next((FIXTURES / "lsst" / "alerce_lsstcam_v9.0").glob("*.avro"))
+    (alert,), msg = _one(decoder, "lsst", "alerce_lsstcam_v9.0", path.name)
+    ds = msg.records[0]["diaSource"]
+    assert alert.survey == "lsst" and alert.schema_version == "9.0"
+    assert alert.alert_id == msg.records[0]["diaSourceId"]
+    assert alert.object_id == str(ds["diaObjectId"])
+    assert alert.columns["flux"] == ds["psfFlux"] and alert.columns["mjd"] == ds["midpointMjdTai"]
+    assert alert.columns["exposure_id"] == ds["visit"] and alert.columns["channel_id"] == ds["detector"]
+    assert alert.cutouts["Science"][:6] == b"SIMPLE"
+
+
+def test_broker_rewrites_keep_their_version(decoder):
+    files = sorted((FIXTURES / "lsst" / "fink_lsstcam_v9.0").glob("*.avro"))
+    (alert,), msg = _one(decoder, "lsst", "fink_lsstcam_v9.0", files[0].name)
+    assert msg.schema_name == "topLevelRecord" and alert.schema_version == "9.0"
+    alerts, msg = _one(decoder, "ztf", "alerce_snappy", sorted((FIXTURES / "ztf" / "alerce_snappy").iterdir())[0].name)
+    assert alerts[0].alert_id == msg.records[0]["candidate"]["candid"]  # no top-level candid
+
+
+def test_batch_is_columnar_and_padded(sample_batch):
+    b = sample_batch
+    assert b.n == len(b.alert_id) == len(b.survey) == b.lc.time.shape[0]
+    assert b.lc.time.shape[1] == b.lc.length.max()
+    for i in range(b.n):
+        m = b.lc.length[i]
+        assert np.all(np.isnan(b.lc.time[i, m:])) and np.all(np.diff(b.lc.time[i, :m]) >= 0)
+    assert np.isnan(b.column("no_such_column")).all()
+    sub = b.subset(np.array([3, 1]))
+    assert list(sub.alert_id) == [b.alert_id[3], b.alert_id[1]]
+
+
+def test_absurd_magnitudes_become_nan():
+    assert math.isnan(mag_to_njy(1e6)) and math.isnan(mag_to_njy(None))
+    assert math.isclose(mag_to_njy(31.4), 1.0)

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from broker.settings import Settings
+
+
+def test_yaml_then_env_then_flags(tmp_path, monkeypatch):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "kafka:\n  bootstrap: yaml:9092\n  security_protocol: SASL_SSL\n  sasl_mechanism: SCRAM-SHA-512\n"
+        "  sasl_username: rubin\ninput_topics: [a, b]\nfilters: [quality]\n"
+        "routes:\n  - {topic: good, condition: 'quality.score >= 1'}\nbatch: {max_alerts: 50}\n"
+    )
+    monkeypatch.setenv("ALERT_BROKER__KAFKA__SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv("ALERT_BROKER__GROUP_ID", "from-env")
+    s = Settings.load(cfg, annotations_topic="flag-topic")
+    assert s.kafka.bootstrap == "yaml:9092" and s.group_id == "from-env"
+    assert s.annotations_topic == "flag-topic" and s.batch.max_alerts == 50
+    assert s.routes[0].topic == "good" and s.input_topics == ["a", "b"]
+    conf = s.kafka.client_config()
+    assert conf["sasl.mechanism"] == "SCRAM-SHA-512" and conf["sasl.password"] == "s3cret"
+    assert "s3cret" not in repr(s) and "s3cret" not in str(s.model_dump())
+    # A flag for one nested field keeps the YAML's other nested fields.
+    s2 = Settings.load(cfg, kafka={"bootstrap": "flag:1"})
+    assert s2.kafka.bootstrap == "flag:1" and s2.kafka.sasl_username == "rubin"
+
+
+def test_secret_from_mounted_file(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n")
+    s = Settings.load(None, kafka={"sasl_mechanism": "SCRAM-SHA-512", "sasl_password_file": str(secret)})
+    assert s.kafka.client_config()["sasl.password"] == "from-file"
+
+
+def test_comma_separated_filters():
+    assert Settings.load(None, filters="quality, badamp").filters == ["quality", "badamp"]
