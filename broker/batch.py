@@ -44,12 +44,15 @@ class NormalisedAlert:
     lc_flux_err: list[float] = field(default_factory=list)
     lc_band: list[int] = field(default_factory=list)
     lc_kind: list[int] = field(default_factory=list)
+    lc_ref_flux: list[float] = field(default_factory=list)  # reference-image source under it
     cutouts: dict[str, bytes | None] = field(default_factory=dict)
     cutout_compression: str = "none"  # "gzip" for ZTF stamps
 
-    def add_point(self, t: float, flux: float, err: float, band: str | None, kind: int) -> None:
+    def add_point(self, t: float, flux: float, err: float, band: str | None, kind: int,
+                  ref_flux: float | None = None) -> None:
         if t is None or not np.isfinite(t):
             return
+        self.lc_ref_flux.append(np.nan if ref_flux is None else float(ref_flux))
         self.lc_time.append(float(t))
         self.lc_flux.append(np.nan if flux is None else float(flux))
         self.lc_flux_err.append(np.nan if err is None else float(err))
@@ -65,6 +68,9 @@ class LightCurves:
     band: np.ndarray  # (n, L) int8 band code, -1 padding/unknown
     kind: np.ndarray  # (n, L) int8 DETECTION/FORCED/UPPER_LIMIT, -1 padding
     length: np.ndarray  # (n,) points per alert
+    # (n, L) nJy of the reference-image source under each point (ZTF magnr), NaN if none:
+    # reference + difference flux is the total ("DC") flux that catalogue light curves use.
+    ref_flux: np.ndarray
 
 
 class AlertBatch:
@@ -120,7 +126,7 @@ class AlertBatch:
         out.columns = {k: v[idx] for k, v in self.columns.items()}
         lc = self.lc
         out.lc = LightCurves(lc.time[idx], lc.flux[idx], lc.flux_err[idx], lc.band[idx],
-                             lc.kind[idx], lc.length[idx])
+                             lc.kind[idx], lc.length[idx], lc.ref_flux[idx])
         out._cutouts = [self._cutouts[i] for i in idx]
         out._compression = [self._compression[i] for i in idx]
         out.raw = [self.raw[i] for i in idx]
@@ -136,6 +142,7 @@ def _stack_light_curves(alerts: list[NormalisedAlert]) -> LightCurves:
     err = np.full((n, width), np.nan)
     band = np.full((n, width), -1, dtype=np.int8)
     kind = np.full((n, width), -1, dtype=np.int8)
+    ref = np.full((n, width), np.nan)
     for i, a in enumerate(alerts):
         m = length[i]
         if not m:
@@ -146,7 +153,8 @@ def _stack_light_curves(alerts: list[NormalisedAlert]) -> LightCurves:
         err[i, :m] = np.asarray(a.lc_flux_err)[order]
         band[i, :m] = np.asarray(a.lc_band)[order]
         kind[i, :m] = np.asarray(a.lc_kind)[order]
-    return LightCurves(time, flux, err, band, kind, length)
+        ref[i, :m] = np.asarray(a.lc_ref_flux)[order]
+    return LightCurves(time, flux, err, band, kind, length, ref)
 
 
 def numeric_fields(record: dict | None, skip: tuple[str, ...] = ()) -> dict[str, float]:

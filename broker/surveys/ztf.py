@@ -27,6 +27,14 @@ def _point_flux(p: dict) -> tuple[float, float, int]:
     return flux, err, DETECTION
 
 
+def _ref_flux(p: dict) -> float | None:
+    """The reference-image source's flux when it is the same source (within 1.5 arcsec)."""
+    distnr = p.get("distnr")
+    if p.get("magnr") is None or distnr is None or not 0 <= distnr <= 1.5:
+        return None
+    return mag_to_njy(p["magnr"])
+
+
 def normalise(rec: dict, message: DecodedMessage) -> NormalisedAlert:
     cand = rec["candidate"]
     alert_id = rec.get("candid") if rec.get("candid") is not None else cand.get("candid")
@@ -55,12 +63,13 @@ def normalise(rec: dict, message: DecodedMessage) -> NormalisedAlert:
         cutout_compression="gzip",
     )
     if jd is not None:
-        alert.add_point(jd - JD_TO_MJD, flux, err, band, DETECTION)
+        alert.add_point(jd - JD_TO_MJD, flux, err, band, DETECTION, _ref_flux(cand))
     for p in rec.get("prv_candidates") or ():
         if p.get("jd") is None:
             continue
         f, e, kind = _point_flux(p)
-        alert.add_point(p["jd"] - JD_TO_MJD, f, e, FID_BAND.get(p.get("fid")), kind)
+        alert.add_point(p["jd"] - JD_TO_MJD, f, e, FID_BAND.get(p.get("fid")), kind,
+                        _ref_flux(p))
     for fp in rec.get("fp_hists") or ():
         _add_forced(alert, fp)
     for kind in ("Science", "Template", "Difference"):
