@@ -1,4 +1,4 @@
-"""The ``alert-broker`` command: kafka | replay | run | tail | demo."""
+"""The ``alert-broker`` command: kafka | replay | run | tail | demo | train | score."""
 from __future__ import annotations
 
 import argparse
@@ -83,6 +83,33 @@ def _cmd_demo(args) -> int:
     return run_demo(filters=args.filters, sample_dir=args.samples)
 
 
+def _cmd_train(args) -> int:
+    if args.filter == "badamp":
+        from filters.badamp.train import DEFAULT_ALERTS, DEFAULT_SNAD, train_badamp
+
+        train_badamp(args.out or "filters/badamp/artifacts", args.snad_csv or DEFAULT_SNAD,
+                     args.alerts or DEFAULT_ALERTS, max_evals=args.max_evals,
+                     n_exposures=args.exposures, seed=args.seed)
+        return 0
+    raise SystemExit(f"no training command for filter {args.filter!r}")
+
+
+def _cmd_score(args) -> int:
+    import json
+
+    if args.filter == "badamp":
+        from filters.badamp.filter import score_snad_table
+
+        if not args.snad_features:
+            raise SystemExit("badamp scoring needs --snad-features FILE.csv")
+        rows = score_snad_table(args.snad_features, args.model_dir)
+    else:
+        raise SystemExit(f"no scoring command for filter {args.filter!r}")
+    for row in rows:
+        print(json.dumps(row) if args.json else "\t".join(str(v) for v in row.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alert-broker", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -123,6 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--filters", help="comma-separated (default: every installed filter)")
     d.add_argument("--samples", help="directory of alerts to replay (default: bundled samples)")
     d.set_defaults(func=_cmd_demo)
+    tr = sub.add_parser("train", help="train a filter's model and write its model card")
+    tr.add_argument("filter", choices=["badamp"])
+    tr.add_argument("--out", help="artifact directory (default: the filter's packaged artifacts)")
+    tr.add_argument("--snad-csv", help="SNAD feature table with labels (badamp)")
+    tr.add_argument("--alerts", nargs="+", help="real alert files/directories for injections (badamp)")
+    tr.add_argument("--max-evals", type=int, default=60, help="hyper-parameter search evaluations")
+    tr.add_argument("--exposures", type=int, default=400, help="synthetic training exposures (badamp)")
+    tr.add_argument("--seed", type=int, default=2026)
+    tr.set_defaults(func=_cmd_train)
+
+    sc = sub.add_parser("score", help="score files offline with a filter's model")
+    sc.add_argument("filter", choices=["badamp"])
+    sc.add_argument("files", nargs="*")
+    sc.add_argument("--snad-features", help="table in SNAD feature format (badamp)")
+    sc.add_argument("--model-dir", help="artifacts to use instead of the packaged ones")
+    sc.add_argument("--json", action="store_true", help="one JSON object per row")
+    sc.set_defaults(func=_cmd_score)
     return p
 
 

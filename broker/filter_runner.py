@@ -20,12 +20,16 @@ from filters.base import Filter, FilterContext, FilterResult, discover
 log = logging.getLogger(__name__)
 
 
+DRIFT_EVERY_S = 30.0  # PSI over a sliding window is cheap but not free: refresh twice a minute
+
+
 @dataclass
 class LoadedFilter:
     name: str
     version: str
     impl: Filter
     consecutive_failures_since: float | None = None
+    drift_at: float = 0.0
 
 
 class FilterRunner:
@@ -61,8 +65,19 @@ class FilterRunner:
                 result.set_null(np.ones(batch.n, bool), "error")
             metrics.STAGE_SECONDS.labels(stage=f"filter:{f.name}").observe(time.perf_counter() - start)
             _count(f.name, result)
+            self._export_drift(f)
             results[f.name] = result
         return results
+
+    @staticmethod
+    def _export_drift(f: LoadedFilter) -> None:
+        """Filters with a ``drift()`` method report PSI per feature against their training set."""
+        drift = getattr(f.impl, "drift", None)
+        if drift is None or time.monotonic() - f.drift_at < DRIFT_EVERY_S:
+            return
+        f.drift_at = time.monotonic()
+        for feature, value in drift().items():
+            metrics.FILTER_DRIFT.labels(filter=f.name, feature=feature).set(value)
 
     @staticmethod
     def _score_chunked(impl: Filter, batch: AlertBatch) -> FilterResult:

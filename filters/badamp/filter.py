@@ -1,0 +1,135 @@
+"""The ``badamp`` filter: probability that an alert is bad data from a failing channel.
+
+Score: the calibrated detection + channel view (quality fields and per-exposure, per-channel
+context), for ZTF and LSST. Details: the object-history view (``object_artefact_prob``: SNAD
+expert-label model on the r-band history, ZTF only, when the history has enough points) and,
+for alerts above ``threshold``, the three features that pushed the score most (SHAP values from
+XGBoost's ``pred_contribs``) as ``shap:<feature>``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from broker.batch import AlertBatch
+from filters.badamp.features import (
+    MIN_POINTS, ChannelContext, detection_feature_names, detection_matrix, snad_feature_names,
+    snad_features, total_mag_light_curve,
+)
+from filters.base import Filter, FilterContext, FilterResult
+from filters.evaluation import DriftMonitor, apply_isotonic
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+SURVEYS = ("ztf", "lsst")
+
+
+class _Model:
+    """An XGBoost booster with its isotonic calibration and training reference, loaded once."""
+
+    def __init__(self, directory: Path, stem: str, names: list[str], device: str):
+        import xgboost as xgb
+
+        self.names = names
+        self.booster = xgb.Booster()
+        self.booster.load_model(directory / f"{stem}_model.ubj")
+        self.booster.set_param({"device": "cuda" if device == "cuda" else "cpu", "nthread": 2})
+        self.calibration = json.loads((directory / f"{stem}_calibration.json").read_text())
+        self.drift = DriftMonitor(json.loads((directory / f"{stem}_reference.json").read_text()))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        import xgboost as xgb
+
+        raw = self.booster.predict(xgb.DMatrix(X, feature_names=None))
+        self.drift.add(X)
+        return apply_isotonic(self.calibration, raw)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        import xgboost as xgb
+
+        return self.booster.predict(xgb.DMatrix(X), pred_contribs=True)[:, :-1]  # drop the bias
+
+
+class BadampFilter(Filter):
+    name = "badamp"
+    version = "1.0.0"
+    fields = {"ztf": ("rb", "exposure_id", "channel_id"), "lsst": ("reliability", "exposure_id", "channel_id")}
+    needs_light_curve = True
+
+    def setup(self, context: FilterContext) -> None:
+        super().setup(context)
+        directory = Path(context.model_dir or context.options.get("model_dir") or ARTIFACTS)
+        self.threshold = float(context.options.get("threshold", 0.5))
+        self.channel = {s: _Model(directory, f"channel_{s}", detection_feature_names(s), context.device)
+                        for s in SURVEYS}
+        self.object = _Model(directory, "object", snad_feature_names(), context.device)
+        self.context_state = ChannelContext(int(context.options.get("max_exposures", 256)))
+
+    def score(self, batch: AlertBatch) -> FilterResult:
+        result = FilterResult.empty(batch.n)
+        self.null_unsupported(batch, result)
+        essential = {"ztf": ("rb",), "lsst": ("reliability",)}
+        for survey, names in essential.items():
+            for col in names:
+                result.set_null((batch.survey == survey) & ~np.isfinite(batch.column(col)), f"missing:{col}")
+        for survey in SURVEYS:
+            rows = np.flatnonzero((batch.survey == survey) & np.array([r is None for r in result.reason], bool))
+            if not len(rows):
+                continue
+            model = self.channel[survey]
+            X = detection_matrix(batch, survey, rows, self.context_state)
+            p = model.predict(X)
+            result.score[rows] = p
+            self._explain(model, X, p, rows, result)
+        self._object_view(batch, result)
+        return result
+
+    def _explain(self, model: _Model, X: np.ndarray, p: np.ndarray, rows: np.ndarray, result: FilterResult) -> None:
+        hot = np.flatnonzero(p > self.threshold)
+        if not len(hot):
+            return
+        contrib = model.contributions(X[hot])
+        for k, i in enumerate(rows[hot]):
+            for j in np.argsort(-contrib[k])[:3]:
+                result.details[i][f"shap:{model.names[j]}"] = round(float(contrib[k, j]), 4)
+
+    def _object_view(self, batch: AlertBatch, result: FilterResult) -> None:
+        rows, feats = [], []
+        for i in np.flatnonzero(batch.survey == "ztf"):
+            t, mag, err = total_mag_light_curve(batch, i)
+            result.details[i]["object_points"] = float(len(t))
+            if len(t) < MIN_POINTS:
+                result.details[i]["object_view"] = f"short_history:<{MIN_POINTS} r-band detections"
+                continue
+            try:
+                feats.append(snad_features(t, mag, err))
+                rows.append(i)
+            except ValueError as exc:  # light-curve rejects degenerate histories
+                result.details[i]["object_view"] = f"features_failed:{exc}"[:120]
+        if rows:
+            prob = self.object.predict(np.vstack(feats))
+            for i, v in zip(rows, prob):
+                result.details[i]["object_artefact_prob"] = round(float(v), 4)
+
+    def drift(self) -> dict[str, float]:
+        """PSI per feature of recent live inputs against each view's training set."""
+        out = {}
+        for view, model in [("object", self.object)] + [(f"channel_{s}", m) for s, m in self.channel.items()]:
+            out.update({f"{view}:{k}": v for k, v in model.drift.psi().items()})
+        return out
+
+
+def score_snad_table(path: str, model_dir: Path | None = None) -> list[dict]:
+    """Object-history model on a table in the SNAD feature format: [{"oid", "score"}]."""
+    from filters.badamp.train_object import load_snad
+
+    X, _, oid, _ = load_snad(path)
+    model = _Model(Path(model_dir or ARTIFACTS), "object", snad_feature_names(), "cpu")
+    p = model.predict(X)
+    return [{"oid": _oid(o), "score": float(s)} for o, s in zip(oid, p)]
+
+
+def _oid(o: str):
+    return int(o) if str(o).isdigit() else o
+

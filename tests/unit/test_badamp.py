@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from broker.batch import AlertBatch
+from filters.badamp.features import ChannelContext, detection_feature_names, snad_feature_names
+from filters.badamp.filter import BadampFilter
+from filters.badamp.inject import make_exposures, pool_from_batch
+from filters.base import FilterContext
+from filters.evaluation import fit_isotonic, psi, psi_reference, recall_at_fpr
+from tests.conftest import shared_or_skip
+
+SNAD = ("labelled", "snad_akb", "akb_obj_features_snad4.csv")
+
+
+@pytest.fixture(scope="module")
+def badamp():
+    f = BadampFilter()
+    f.setup(FilterContext())
+    return f
+
+
+def test_snad_extractor_matches_the_labelled_table():
+    with shared_or_skip(*SNAD).open() as fh:
+        header = next(csv.reader(fh))
+    assert snad_feature_names() == header[2:] and len(header[2:]) == 54
+
+
+def test_every_sample_alert_scored_or_null_with_reason(badamp, sample_batch):
+    res = badamp.score(sample_batch)
+    res.validate(sample_batch.n, "badamp")
+    scored = np.isfinite(res.score)
+    assert scored[sample_batch.survey == "ztf"].all() and scored[sample_batch.survey == "lsst"].all()
+    for i in np.flatnonzero(res.score > badamp.threshold):
+        assert sum(k.startswith("shap:") for k in res.details[i]) == 3
+    views = [d for d in res.details if "object_artefact_prob" in d]
+    shorts = [d for d in res.details if str(d.get("object_view", "")).startswith("short_history")]
+    assert views and shorts and all(0 <= d["object_artefact_prob"] <= 1 for d in views)
+
+
+def test_channel_context_counts_bursts_once_and_stays_bounded():
+    ctx = ChannelContext(max_exposures=3)
+    ids = np.arange(30)
+    exposure = np.zeros(30)
+    channel = np.r_[np.full(20, 5.0), np.arange(10.0, 20.0)]
+    rb = np.r_[np.full(20, 0.1), np.full(10, 0.9)]
+    ctx.update("ztf", ids, exposure, channel, rb, np.zeros(30, bool))
+    ctx.update("ztf", ids, exposure, channel, rb, np.zeros(30, bool))  # a replayed batch
+    f = ctx.features("ztf", np.array([0.0, 0.0]), np.array([5.0, 17.0]))
+    assert f[0, 0] == 20 and f[1, 0] == 1 and f[0, 1] > 10 and f[0, 3] == pytest.approx(0.1)
+    for e in range(1, 5):
+        ctx.update("ztf", np.array([100 + e]), np.array([float(e)]), np.array([1.0]), np.array([0.5]), np.array([False]))
+    assert len(ctx) == 3 and np.isnan(ctx.features("ztf", np.array([0.0]), np.array([5.0]))).all()
+
+
+def test_injector_labels_bursts_in_one_channel(sample_batch):
+    pool = pool_from_batch(sample_batch, "ztf")
+    ex = make_exposures(pool, 30, seed=1)
+    bad = ex["label"] == 1
+    assert 0 < bad.mean() < 0.5
+    for e in np.unique(ex["exposure_id"][bad]):
+        assert len(np.unique(ex["channel_id"][bad & (ex["exposure_id"] == e)])) == 1
+    assert 0.2 < ex["subtle"][bad].mean() < 0.6
+    assert np.nanmedian(ex["rb"][bad & (ex["subtle"] == 0)]) < np.nanmedian(ex["rb"][~bad])
+
+
+def test_failing_channel_scores_above_its_exposure(badamp, sample_batch):
+    """Real ZTF detections in one exposure, plus a burst of degraded copies on one channel."""
+    from broker.batch import NormalisedAlert
+
+    rows = np.flatnonzero(sample_batch.survey == "ztf")[:200]
+    rng = np.random.default_rng(3)
+    alerts = []
+    for k, i in enumerate(rows):
+        cols = {name: float(v[i]) for name, v in sample_batch.columns.items()}
+        cols.update(exposure_id=9e9, channel_id=float(rng.integers(0, 64)))
+        alerts.append(NormalisedAlert("ztf", "o", 10**12 + k, "3.3", cols, "r"))
+    for k in range(60):
+        cols = {name: float(v[rows[k]]) for name, v in sample_batch.columns.items()}
+        cols.update(exposure_id=9e9, channel_id=13.0, rb=0.15, drb=0.02, elong=1.9, nbad=3.0, isdiffpos=0.0)
+        alerts.append(NormalisedAlert("ztf", "o", 2 * 10**12 + k, "3.3", cols, "r"))
+    res = badamp.score(AlertBatch(alerts))
+    normal, burst = res.score[:len(rows)], res.score[len(rows):]
+    assert len(rows) > 50 and len(burst) == 60
+    assert np.median(burst) > 0.9 and np.median(normal) < 0.1
+
+
+def test_tiny_object_training_and_score_command(tmp_path):
+    from filters.badamp.train_object import train_object_model
+
+    src = shared_or_skip(*SNAD)
+    rows = list(csv.DictReader(src.open()))
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(rows), 500, replace=False)
+    small = tmp_path / "snad_small.csv"
+    with small.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows[i] for i in pick)
+    result = train_object_model(small, tmp_path, max_evals=2, folds=3, log=lambda *_: None)
+    m = result["metrics"]
+    assert m["test_auc"] > 0.8 and m["test_auc_ci95"][0] < m["test_auc"] < m["test_auc_ci95"][1]
+    for name in ("object_model.ubj", "object_calibration.json", "object_reference.json"):
+        assert (tmp_path / name).exists()
+    out = subprocess.run([sys.executable, "-m", "broker.cli", "score", "badamp", "--snad-features", str(small),
+                          "--json", "--model-dir", str(tmp_path)], capture_output=True, text=True, check=True)
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(lines) == 500 and {"oid", "score"} == set(lines[0])
+    assert lines[0]["oid"] == int(rows[pick[0]]["oid"]) and 0 <= lines[0]["score"] <= 1
+
+
+def test_psi_and_recall_helpers():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5000, 1))
+    ref = psi_reference(a, ["x"])
+    assert psi(ref["x"], rng.normal(size=5000)) < 0.02
+    assert psi(ref["x"], rng.normal(1.5, 1, size=5000)) > 0.25
+    y = np.r_[np.zeros(1000), np.ones(100)]
+    assert recall_at_fpr(y, np.r_[np.zeros(1000), np.ones(100)], 0.01)[0] == 1.0
+    cal = fit_isotonic(np.linspace(0, 1, 100), (np.linspace(0, 1, 100) > 0.5).astype(float))
+    assert cal["y"][0] == 0.0 and cal["y"][-1] == 1.0
+
+
+def test_feature_name_lists():
+    assert len(detection_feature_names("ztf")) >= 12 + 6 and len(detection_feature_names("lsst")) >= 12 + 6
