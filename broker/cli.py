@@ -89,7 +89,7 @@ def _cmd_train(args) -> int:
 
         train_badamp(args.out or "filters/badamp/artifacts", args.snad_csv or DEFAULT_SNAD,
                      args.alerts or DEFAULT_ALERTS, max_evals=args.max_evals,
-                     n_exposures=args.exposures, seed=args.seed)
+                     n_exposures=args.exposures, seed=args.seed, reuse_search=args.reuse_search)
         return 0
     raise SystemExit(f"no training command for filter {args.filter!r}")
 
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-evals", type=int, default=60, help="hyper-parameter search evaluations")
     tr.add_argument("--exposures", type=int, default=400, help="synthetic training exposures (badamp)")
     tr.add_argument("--seed", type=int, default=2026)
+    tr.add_argument("--reuse-search", action="store_true",
+                    help="reuse the hyper-parameters of an earlier search in --out (badamp)")
     tr.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("score", help="score files offline with a filter's model")

@@ -122,6 +122,8 @@ class ChannelContext:
     ``max_values`` real/bogus scores for its median.
     """
 
+    MIN_EXPOSURE_ALERTS = 20  # below this an exposure's channel statistics are noise: NaN
+
     def __init__(self, max_exposures: int = 256, max_values: int = 512):
         self.max_exposures = max_exposures
         self.max_values = max_values
@@ -160,6 +162,8 @@ class ChannelContext:
                 continue
             ch = exp[float(c)]
             counts = np.array([v["n"] for v in exp.values()], dtype=float)
+            if counts.sum() < self.MIN_EXPOSURE_ALERTS:
+                continue
             rb = np.array(ch["rb"]) if ch["rb"] else np.array([np.nan])
             out[i] = (
                 ch["n"],

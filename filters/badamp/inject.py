@@ -6,7 +6,10 @@ injections. What is real and what is assumed:
 
 * Every detection starts as a real alert's quality fields (ZTF ``candidate``, LSST
   ``diaSource``), drawn from a pool of real packets split by object between train and test.
-* An exposure holds 100-400 detections spread over the survey's channels (ZTF 64 readout
+* 20% of exposures are *sparse* (1-19 detections, bursts of 1-5): too few for channel
+  statistics, which are then missing (NaN), as for a partly received exposure or a sparse
+  replay; the model must fall back on the detection's own fields there.
+* Other exposures hold 100-400 detections spread over the survey's channels (ZTF 64 readout
   channels, LSST 189 science detectors) with uneven, Dirichlet-drawn channel rates, as real
   sky density varies across the focal plane.
 * Half of the exposures get a *crowded* channel: 10-60 extra real, undegraded detections (a
@@ -101,14 +104,15 @@ def make_exposures(pool: Pool, n_exposures: int, seed: int, fail_fraction: float
     n_ch = N_CHANNELS[pool.survey]
     parts = []
     for e in range(n_exposures):
-        k = int(rng.integers(100, 400))
+        sparse = rng.random() < 0.2
+        k = int(rng.integers(1, 20)) if sparse else int(rng.integers(100, 400))
         weights = rng.dirichlet(np.full(n_ch, 3.0))
         idx = rng.integers(0, len(pool), k)
         cols = {name: v[idx].copy() for name, v in pool.columns.items()}
         cols["channel_id"] = rng.choice(n_ch, k, p=weights).astype(float)
         cols["label"] = np.zeros(k)
         cols["subtle"] = np.zeros(k)
-        if rng.random() < 0.5:  # a crowded channel: a burst of real detections, label 0
+        if not sparse and rng.random() < 0.5:  # a crowded channel: real detections, label 0
             extra = int(rng.integers(10, 60))
             more = rng.integers(0, len(pool), extra)
             crowd = {name: v[more] for name, v in pool.columns.items()}
@@ -117,7 +121,7 @@ def make_exposures(pool: Pool, n_exposures: int, seed: int, fail_fraction: float
             crowd["subtle"] = np.zeros(extra)
             cols = {name: np.concatenate([cols[name], crowd[name]]) for name in cols}
         if rng.random() < fail_fraction:
-            b = int(rng.integers(5, 80))
+            b = int(rng.integers(1, 6)) if sparse else int(rng.integers(5, 80))
             bad_idx = rng.integers(0, len(pool), b)
             bad = {name: v[bad_idx].astype(float) for name, v in pool.columns.items()}
             subtle = rng.random(b) < SUBTLE_FRACTION

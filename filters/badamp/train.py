@@ -47,10 +47,11 @@ def _shap_importance(model, X) -> np.ndarray:
 
 
 def train_badamp(out_dir: str, snad_csv: str = DEFAULT_SNAD, alerts: list[str] | None = None,
-                 max_evals: int = 60, n_exposures: int = 400, seed: int = 2026, log=print) -> dict:
+                 max_evals: int = 60, n_exposures: int = 400, seed: int = 2026, log=print,
+                 reuse_search: bool = False) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    obj = train_object_model(snad_csv, out, max_evals=max_evals, seed=seed, log=log)
+    obj = train_object_model(snad_csv, out, max_evals=max_evals, seed=seed, log=log, reuse_search=reuse_search)
     batch = real_alert_batch(alerts or DEFAULT_ALERTS)
     channel = {s: train_channel_model(batch, s, out, n_exposures=n_exposures, seed=seed, log=log)
                for s in ("ztf", "lsst")}

@@ -71,7 +71,9 @@ def _space():
 
 
 def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int = 60,
-                       folds: int = 5, seed: int = 2026, log=print) -> dict:
+                       folds: int = 5, seed: int = 2026, log=print, reuse_search: bool = False) -> dict:
+    """``reuse_search``: take the hyper-parameters found by an earlier search in ``out_dir``
+    (``object_metrics.json``) instead of searching again; everything else is recomputed."""
     from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
     from sklearn.model_selection import StratifiedGroupKFold
@@ -91,13 +93,19 @@ def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int
         auc = roc_auc_score(ytr, _oof(params, Xtr, ytr, gtr, folds, seed))
         return {"loss": -auc, "status": STATUS_OK}
 
-    trials = Trials()
-    space = _space()
-    best = fmin(objective, space, algo=tpe.suggest, max_evals=max_evals, trials=trials,
-                rstate=np.random.default_rng(seed), show_progressbar=False)
-    params = space_eval(space, best)
-    tuned_cv = -min(trials.losses())
-    log(f"hyperopt ({max_evals} evaluations): CV AUC {tuned_cv:.4f} with {params}")
+    previous = out / "object_metrics.json"
+    if reuse_search and previous.exists():
+        old = json.loads(previous.read_text())
+        params, tuned_cv, max_evals = old["params"], old["tuned_cv_auc"], old["search_evals"]
+        log(f"reusing the earlier search ({max_evals} evaluations): CV AUC {tuned_cv:.4f}")
+    else:
+        trials = Trials()
+        space = _space()
+        best = fmin(objective, space, algo=tpe.suggest, max_evals=max_evals, trials=trials,
+                    rstate=np.random.default_rng(seed), show_progressbar=False)
+        params = space_eval(space, best)
+        tuned_cv = -min(trials.losses())
+        log(f"hyperopt ({max_evals} evaluations): CV AUC {tuned_cv:.4f} with {params}")
 
     oof = _oof(params, Xtr, ytr, gtr, folds, seed)
     calibration = fit_isotonic(oof, ytr)
