@@ -33,7 +33,9 @@ def make_consumer(kafka: KafkaSettings, group_id: str, **extra) -> Consumer:
             "session.timeout.ms": kafka.session_timeout_ms,
             "heartbeat.interval.ms": max(100, kafka.session_timeout_ms // 10),
             "fetch.message.max.bytes": 20_000_000,
-            "partition.assignment.strategy": "cooperative-sticky",
+            # Eager rebalancing: every member gives up everything and gets a fresh share. The
+            # incremental (cooperative) protocol left a revoked partition unowned on Tansu.
+            "partition.assignment.strategy": "roundrobin",
             "log.connection.close": False,
         }
     )

@@ -8,12 +8,14 @@ so a restart reprocesses the batch (duplicates possible, losses not).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from broker import metrics
 from broker.annotations import (
@@ -31,6 +33,12 @@ from broker.settings import Settings
 from broker.surveys import normalise
 
 log = logging.getLogger(__name__)
+
+
+_REBALANCE_ERRORS = {
+    KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError._NO_OFFSET, KafkaError._STATE,
+}
 
 
 class DeliveryFailed(RuntimeError):
@@ -103,7 +111,20 @@ class Pipeline:
 
     # -- lifecycle -------------------------------------------------------------------------
     def request_stop(self, *_args) -> None:
+        """Finish the batch in flight, flush, commit, leave the group; abandon at the deadline."""
+        if self._stop:
+            return
         self._stop = True
+        log.info("stop requested", extra={"deadline_s": self.settings.shutdown_deadline_s})
+        timer = threading.Timer(self.settings.shutdown_deadline_s, self._abandon)
+        timer.daemon = True
+        timer.start()
+
+    def _abandon(self) -> None:
+        # Nothing uncommitted is lost: the next owner of these partitions reprocesses it.
+        log.warning("shutdown deadline passed; abandoning the batch in flight uncommitted")
+        logging.shutdown()
+        os._exit(0)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -202,6 +223,8 @@ class Pipeline:
         metrics.BATCHES.inc()
         self.summary.batches += 1
         self.summary.consumed += len(messages)
+        log.info("batch committed", extra={"messages": len(messages), "alerts": batch.n,
+                                           "dead_letters": len(decoded.dead)})
 
     def _annotated_outputs(self, batch: AlertBatch, decoded: _Decoded, results: dict, now_ms: int) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -281,7 +304,18 @@ class Pipeline:
             k = (m.topic(), m.partition())
             last[k] = max(last.get(k, -1), m.offset())
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-        self.consumer.commit(offsets=offsets, asynchronous=False)
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _REBALANCE_ERRORS:
+                raise
+            # The group moved on while this batch was in flight: its partitions now belong to
+            # another member, which re-reads from the last commit. Outputs were acknowledged,
+            # so the cost is duplicates, never loss.
+            metrics.REBALANCES.labels(kind="commit_lost").inc()
+            log.warning("commit refused after a rebalance; the new owner will reprocess",
+                        extra={"error": str(exc), "offsets": str([(o.topic, o.partition, o.offset) for o in offsets])})
+            return
         for tp in offsets:
             metrics.COMMITTED_OFFSET.labels(topic=tp.topic, partition=str(tp.partition)).set(tp.offset)
         self._update_lag(offsets)

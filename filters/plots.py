@@ -68,7 +68,7 @@ def confusion(y, pred, out: Path, prefix: str, labels=("real", "bad")) -> str:
 
 def importance(names: list[str], values: np.ndarray, out: Path, prefix: str, top: int = 20) -> str:
     order = np.argsort(values)[::-1][:top][::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.25 * len(order) + 1))
+    fig, ax = plt.subplots(figsize=(8, 0.25 * len(order) + 1.2))
     ax.barh([names[i] for i in order], values[order])
     ax.set(xlabel="mean |SHAP contribution| (held-out)", title="Feature importance")
     ax.tick_params(axis="y", labelsize=7)

@@ -12,6 +12,7 @@ from filters.badamp.train_channel import real_alert_batch, train_channel_model
 from filters.badamp.train_object import train_object_model
 from filters.evaluation import psi
 
+AUC_GOAL = 0.955
 DEFAULT_SNAD = "../shared/data/labelled/snad_akb/akb_obj_features_snad4.csv"
 DEFAULT_ALERTS = ["../shared/data/ztf/alerts", "../shared/data/ztf/fink-enriched", "../shared/data/lsst/alerts"]
 
@@ -109,6 +110,14 @@ def model_card(om: dict, cm: dict, rep: dict, figs: dict, snad_csv: str) -> str:
         f"| tuned, cross-validated on train | {om['tuned_cv_auc']:.4f} |",
         f"| untuned, held-out test | {om['baseline_test_auc']:.4f} |",
         f"| **tuned, held-out test** | **{om['test_auc']:.4f}** (95% bootstrap CI {lo:.4f}-{hi:.4f}) |",
+        "",
+        f"**Goal**: held-out ROC AUC >= {AUC_GOAL} (issue #3). "
+        + ("Met." if om["test_auc"] >= AUC_GOAL else
+           f"**Not met**: {om['test_auc']:.4f}. Tuning gains {om['tuned_cv_auc'] - om['baseline_cv_auc']:+.4f} in "
+           f"cross-validation and {om['test_auc'] - om['baseline_test_auc']:+.4f} on the held-out objects; "
+           "multi-class training on the artefact subtypes, down-weighting `uncertain` tags, random and "
+           "extra-trees forests and their average with XGBoost were tried and also stayed near 0.944 in "
+           "cross-validation. The split was fixed before any result was seen and was not changed."),
         "",
         f"PR-AUC (average precision) on the held-out test: {om['test_pr_auc']:.4f}. Brier score "
         f"{om['test_brier_raw']:.4f} raw, {om['test_brier_calibrated']:.4f} calibrated. "
