@@ -1,4 +1,4 @@
-"""The ``alert-broker`` command: kafka | replay | run | tail | demo | train | score."""
+"""The ``alert-broker`` command: kafka | replay | run | tail | demo | train | score | bench."""
 from __future__ import annotations
 
 import argparse
@@ -91,6 +91,12 @@ def _cmd_train(args) -> int:
                      args.alerts or DEFAULT_ALERTS, max_evals=args.max_evals,
                      n_exposures=args.exposures, seed=args.seed, reuse_search=args.reuse_search)
         return 0
+    if args.filter == "transit":
+        from filters.transit.train import train_transit
+
+        train_transit(args.out or "filters/transit/artifacts", n_train=args.n_train, n_test=args.n_test,
+                      epochs=args.epochs, seed=args.seed)
+        return 0
     raise SystemExit(f"no training command for filter {args.filter!r}")
 
 
@@ -103,10 +109,23 @@ def _cmd_score(args) -> int:
         if not args.snad_features:
             raise SystemExit("badamp scoring needs --snad-features FILE.csv")
         rows = score_snad_table(args.snad_features, args.model_dir)
+    elif args.filter == "transit":
+        from filters.transit.filter import score_files
+
+        if not args.files:
+            raise SystemExit("transit scoring needs light-curve files")
+        rows = score_files(args.files, args.combine, args.model_dir, args.device, args.plot)
     else:
         raise SystemExit(f"no scoring command for filter {args.filter!r}")
     for row in rows:
-        print(json.dumps(row) if args.json else "\t".join(str(v) for v in row.values()))
+        print(json.dumps(row, default=float) if args.json else "\t".join(str(v) for v in row.values()))
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from broker.bench import run_bench
+
+    run_bench(args.device, args.out)
     return 0
 
 
@@ -151,24 +170,35 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--samples", help="directory of alerts to replay (default: bundled samples)")
     d.set_defaults(func=_cmd_demo)
     tr = sub.add_parser("train", help="train a filter's model and write its model card")
-    tr.add_argument("filter", choices=["badamp"])
+    tr.add_argument("filter", choices=["badamp", "transit"])
     tr.add_argument("--out", help="artifact directory (default: the filter's packaged artifacts)")
     tr.add_argument("--snad-csv", help="SNAD feature table with labels (badamp)")
     tr.add_argument("--alerts", nargs="+", help="real alert files/directories for injections (badamp)")
     tr.add_argument("--max-evals", type=int, default=60, help="hyper-parameter search evaluations")
     tr.add_argument("--exposures", type=int, default=400, help="synthetic training exposures (badamp)")
     tr.add_argument("--seed", type=int, default=2026)
+    tr.add_argument("--n-train", type=int, default=3000, help="simulated training light curves (transit)")
+    tr.add_argument("--n-test", type=int, default=1500, help="held-out light curves, another seed (transit)")
+    tr.add_argument("--epochs", type=int, default=30, help="training epochs (transit)")
     tr.add_argument("--reuse-search", action="store_true",
                     help="reuse the hyper-parameters of an earlier search in --out (badamp)")
     tr.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("score", help="score files offline with a filter's model")
-    sc.add_argument("filter", choices=["badamp"])
+    sc.add_argument("filter", choices=["badamp", "transit"])
     sc.add_argument("files", nargs="*")
     sc.add_argument("--snad-features", help="table in SNAD feature format (badamp)")
     sc.add_argument("--model-dir", help="artifacts to use instead of the packaged ones")
     sc.add_argument("--json", action="store_true", help="one JSON object per row")
+    sc.add_argument("--combine", action="store_true", help="join the files into one light curve (transit)")
+    sc.add_argument("--plot", metavar="DIR", help="write a PNG of each folded light curve (transit)")
+    sc.add_argument("--device", default="cpu", help="cpu or cuda")
     sc.set_defaults(func=_cmd_score)
+
+    b = sub.add_parser("bench", help="decode and filter speed as ratios, and peak memory")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--out", help="write the figures as JSON")
+    b.set_defaults(func=_cmd_bench)
     return p
 
 

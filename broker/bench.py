@@ -1,0 +1,128 @@
+"""``alert-broker bench``: speed measured in one run, reported as ratios (machines are noisy).
+
+* decode: our cached-schema decoder against parsing every message with ``fastavro.reader``;
+* filters: per-alert cost at several batch sizes, for every installed filter, on the bundled
+  sample alerts (repeated to fill the batch); the transit CNN also on its own, since its
+  per-light-curve search does not batch;
+* memory: peak resident set size of the process.
+"""
+from __future__ import annotations
+
+import io
+import json
+import resource
+import time
+from pathlib import Path
+
+from broker.batch import AlertBatch
+from broker.codec import DecodeError, Decoder
+from broker.schema_store import SchemaResolver
+from broker.surveys import normalise
+
+SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "alerts"
+
+
+def _messages(paths: list[Path]) -> list[bytes]:
+    return [p.read_bytes() for p in paths]
+
+
+def bench_decode(messages: list[bytes], repeat: int = 5) -> dict:
+    import fastavro
+
+    ocf = [m for m in messages if m[:4] == b"Obj\x01"]
+    decoder = Decoder(SchemaResolver())
+    ok = []
+    for m in ocf:
+        try:
+            decoder.decode(m)
+            ok.append(m)
+        except DecodeError:
+            pass
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        for m in ok:
+            decoder.decode(m)
+    ours = (time.perf_counter() - t0) / (repeat * len(ok))
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        for m in ok:
+            list(fastavro.reader(io.BytesIO(m)))
+    naive = (time.perf_counter() - t0) / (repeat * len(ok))
+    return {"messages": len(ok), "cached_us_per_alert": ours * 1e6, "naive_us_per_alert": naive * 1e6,
+            "speedup": naive / ours, "schemas_parsed": decoder.cache.parses}
+
+
+def _batch(messages: list[bytes], n: int) -> AlertBatch:
+    decoder = Decoder(SchemaResolver())
+    alerts = []
+    for m in messages:
+        try:
+            msg = decoder.decode(m)
+        except DecodeError:
+            continue
+        alerts += [normalise(r, msg) for r in msg.records]
+    reps = (alerts * (n // max(1, len(alerts)) + 1))[:n]
+    return AlertBatch(reps)
+
+
+def bench_filters(messages: list[bytes], sizes=(1, 16, 128, 512), device: str = "cpu") -> dict:
+    from filters.base import FilterContext, discover
+
+    out = {}
+    for name, cls in sorted(discover().items()):
+        impl = cls()
+        impl.setup(FilterContext(device=device))
+        rows = {}
+        for n in sizes:
+            batch = _batch(messages, n)
+            impl.score(batch)  # warm-up
+            t0 = time.perf_counter()
+            impl.score(batch)
+            rows[n] = (time.perf_counter() - t0) / n * 1e6
+        out[name] = {"us_per_alert": rows, "ratio_smallest_to_largest": rows[sizes[0]] / rows[sizes[-1]]}
+    return out
+
+
+def bench_transit_cnn(sizes=(1, 16, 128, 1024), device: str = "cpu") -> dict:
+    from filters.transit.filter import TransitScorer
+    from filters.transit.lightcurve import detrend
+    from filters.transit.search import find_candidates
+    from filters.transit.simulate import simulate
+
+    scorer = TransitScorer(device=device)
+    sim = next(s for s in simulate(20, seed=3) if s.label == 1 and s.cadence == "k2")
+    t0 = time.perf_counter()
+    cand = find_candidates(detrend(sim.lc), max_candidates=1)[0]
+    search_ms = (time.perf_counter() - t0) * 1e3
+    rows = {}
+    for n in sizes:
+        cands = [cand] * n
+        scorer.probabilities(cands)
+        t0 = time.perf_counter()
+        scorer.probabilities(cands)
+        rows[n] = (time.perf_counter() - t0) / n * 1e6
+    return {"cnn_us_per_candidate": rows, "ratio_smallest_to_largest": rows[sizes[0]] / rows[sizes[-1]],
+            "search_ms_per_light_curve": search_ms, "light_curve_points": len(sim.lc)}
+
+
+def run_bench(device: str = "cpu", out: str | None = None) -> dict:
+    messages = _messages(sorted(SAMPLES.rglob("*.avro")))
+    result = {"device": device, "decode": bench_decode(messages), "filters": bench_filters(messages, device=device),
+              "transit_cnn": bench_transit_cnn(device=device),
+              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    text = json.dumps(result, indent=1, default=float)
+    if out:
+        Path(out).write_text(text)
+    d = result["decode"]
+    print(f"decode: {d['cached_us_per_alert']:.0f} us/alert cached vs {d['naive_us_per_alert']:.0f} naive "
+          f"({d['speedup']:.1f}x; {d['schemas_parsed']} schemas parsed for {d['messages']} messages)")
+    for name, r in result["filters"].items():
+        cells = ", ".join(f"{n}: {v:.0f}" for n, v in r["us_per_alert"].items())
+        print(f"{name}: us/alert by batch size {{{cells}}}; batch 1 costs {r['ratio_smallest_to_largest']:.1f}x the largest")
+    t = result["transit_cnn"]
+    cells = ", ".join(f"{n}: {v:.0f}" for n, v in t["cnn_us_per_candidate"].items())
+    print(f"transit CNN ({device}): us/candidate by batch size {{{cells}}} "
+          f"({t['ratio_smallest_to_largest']:.1f}x); BLS search {t['search_ms_per_light_curve']:.0f} ms per "
+          f"{t['light_curve_points']}-point light curve")
+    print(f"peak RSS: {result['peak_rss_mib']:.0f} MiB")
+    return result

@@ -1,0 +1,129 @@
+"""From a detrended light curve to transit candidates and the CNN's inputs.
+
+For each candidate: BLS period, epoch, duration and depth; the number of transits that have
+data; odd/even depth difference and secondary-eclipse significance (eclipsing-binary tells);
+then the AstroNet-style views: a global view of the whole folded orbit and a local view
+around the dip, binned and scaled so the box depth is -1. After a candidate is found its
+in-transit points are masked and the search runs again (stars host several planets).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from filters.transit.bls import BlsResult, bls, period_grid
+from filters.transit.lightcurve import LightCurve
+
+GLOBAL_BINS = 201
+LOCAL_BINS = 61
+LOCAL_HALF_WIDTH = 2.5  # local view spans +-2.5 durations
+SCALAR_NAMES = ("log_snr", "log_depth", "log_duration_over_period", "log_period", "n_transits",
+                "odd_even_sigma", "secondary_sigma", "sde")
+MIN_POINTS = 100
+MIN_BASELINE_D = 3.0
+
+
+@dataclass
+class Candidate:
+    period: float
+    epoch: float
+    duration: float
+    depth: float
+    snr: float
+    sde: float
+    n_transits: int
+    odd_even_sigma: float
+    secondary_sigma: float
+    global_view: np.ndarray = field(repr=False)
+    local_view: np.ndarray = field(repr=False)
+
+    def scalars(self) -> np.ndarray:
+        return np.array([
+            np.log10(max(self.snr, 1e-3)), np.log10(max(self.depth, 1e-7)),
+            np.log10(self.duration / self.period), np.log10(self.period), min(self.n_transits, 50) / 10,
+            min(self.odd_even_sigma, 20) / 5, np.clip(self.secondary_sigma, -20, 20) / 5, min(self.sde, 100) / 10,
+        ], dtype=np.float32)
+
+
+def too_little_data(lc: LightCurve) -> str | None:
+    if len(lc) < MIN_POINTS:
+        return f"too_few_points:{len(lc)}<{MIN_POINTS}"
+    baseline = float(lc.time.max() - lc.time.min())
+    if baseline < MIN_BASELINE_D:
+        return f"short_baseline:{baseline:.1f}d<{MIN_BASELINE_D}d"
+    return None
+
+
+def _phase(t, period, epoch):
+    return np.remainder(t - epoch + 0.5 * period, period) / period - 0.5  # transit at 0
+
+
+def _box_depth(y, w, mask) -> tuple[float, float]:
+    """Weighted mean deficit in ``mask`` relative to outside, and its 1-sigma error."""
+    if mask.sum() < 2 or (~mask).sum() < 2:
+        return 0.0, np.inf
+    inside = np.average(y[mask], weights=w[mask])
+    outside = np.average(y[~mask], weights=w[~mask])
+    err = np.sqrt(1.0 / w[mask].sum() + 1.0 / w[~mask].sum())
+    return float(outside - inside), float(err)
+
+
+def _binned(x, y, lo, hi, bins) -> np.ndarray:
+    edges = np.linspace(lo, hi, bins + 1)
+    idx = np.digitize(x, edges) - 1
+    ok = (idx >= 0) & (idx < bins)
+    sums = np.bincount(idx[ok], y[ok], bins)
+    counts = np.bincount(idx[ok], None, bins)
+    out = np.full(bins, np.nan)
+    out[counts > 0] = sums[counts > 0] / counts[counts > 0]
+    if np.isnan(out).all():
+        return np.zeros(bins)
+    good = np.flatnonzero(~np.isnan(out))
+    return np.interp(np.arange(bins), good, out[good])  # fill empty bins
+
+
+def describe(lc: LightCurve, res: BlsResult) -> Candidate:
+    t, y = lc.time, lc.flux - 1.0
+    w = 1.0 / np.square(lc.flux_err)
+    P, T0, dur = res.period, res.epoch, res.duration
+    ph = _phase(t, P, T0)
+    in_tr = np.abs(ph * P) < dur / 2
+    depth, err = _box_depth(y, w, in_tr)
+    snr = depth / err if np.isfinite(err) and err > 0 else 0.0
+    epoch_no = np.round((t - T0) / P).astype(int)
+    n_transits = len(np.unique(epoch_no[in_tr]))
+    odd = in_tr & (epoch_no % 2 == 1)
+    even = in_tr & (epoch_no % 2 == 0)
+    d_odd, e_odd = _box_depth(y[~even], w[~even], odd[~even])
+    d_even, e_even = _box_depth(y[~odd], w[~odd], even[~odd])
+    oe = abs(d_odd - d_even) / np.hypot(e_odd, e_even) if np.isfinite(e_odd + e_even) else 0.0
+    sec_mask = np.abs((np.abs(ph) - 0.5) * P) < dur / 2
+    d_sec, e_sec = _box_depth(y[~in_tr], w[~in_tr], sec_mask[~in_tr])
+    sec = d_sec / e_sec if np.isfinite(e_sec) and e_sec > 0 else 0.0
+    scale = max(depth, 1e-6)
+    gv = _binned(ph, y, -0.5, 0.5, GLOBAL_BINS) / scale
+    half = LOCAL_HALF_WIDTH * dur / P
+    lv = _binned(ph, y, -half, half, LOCAL_BINS) / scale
+    return Candidate(P, T0, dur, depth, float(snr), res.sde, int(n_transits), float(oe), float(sec),
+                     gv.astype(np.float32), lv.astype(np.float32))
+
+
+def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu",
+                    oversample: float = 1.0, n_bins: int = 300) -> list[Candidate]:
+    """The best few box-shaped periodic dips, each found after masking the previous ones."""
+    baseline = float(lc.time.max() - lc.time.min())
+    periods = period_grid(baseline, oversample=oversample)
+    out: list[Candidate] = []
+    cur = lc
+    for _ in range(max_candidates):
+        if len(cur) < MIN_POINTS or not len(periods):
+            break
+        res = bls(cur.time, cur.flux, cur.flux_err, periods, n_bins=n_bins, device=device)
+        if not np.isfinite(res.power) or res.power <= 0:
+            break
+        cand = describe(cur, res)
+        out.append(cand)
+        keep = np.abs(_phase(cur.time, res.period, res.epoch) * res.period) > res.duration
+        cur = LightCurve(cur.time[keep], cur.flux[keep], cur.flux_err[keep], cur.name)
+    return out

@@ -1,0 +1,123 @@
+"""Simulated light curves for training and testing the transit filter, deterministic by seed.
+
+Cadences: Kepler/K2-like (29.4 min, 25-80 d, a gap, pointing drifts), TESS-like (30 min,
+27 d, mid-sector gap), and sparse survey-like (LSST/ZTF forced photometry: 150-500 epochs in
+a year with a seasonal gap). Noise: white (per-point scatter drawn log-uniformly) plus red
+noise (slow random walk and stellar variability) and, for K2, the 6-hour thruster sawtooth.
+
+Positives: physical transits from ``batman`` (quadratic limb darkening, Sun-like stellar
+density, random impact parameter), depth set from a target signal-to-noise
+``SNR = depth / sigma * sqrt(N_in_transit)`` drawn log-uniformly in [3, 100].
+Hard negatives: eclipsing binaries (deep, V-shaped or grazing, with secondary eclipses),
+sinusoidal and irregular variables, flares, single-point outliers and step systematics, and
+pure noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from filters.transit.lightcurve import LightCurve
+
+NEGATIVE_KINDS = ("eclipsing_binary", "sinusoidal", "flares", "systematics", "noise")
+
+
+@dataclass
+class Simulated:
+    lc: LightCurve
+    label: int  # 1 = transiting planet injected
+    kind: str
+    cadence: str
+    period: float = float("nan")
+    snr: float = float("nan")  # injected signal-to-noise of the transit (positives)
+
+
+def _cadence(rng, kind: str) -> np.ndarray:
+    if kind == "k2":
+        base = rng.uniform(25, 80)
+        t = np.arange(0, base, 0.02043)
+        g0 = rng.uniform(0.3, 0.7) * base
+        return t[(t < g0) | (t > g0 + rng.uniform(0.5, 3))]
+    if kind == "tess":
+        t = np.arange(0, 27.4, 0.02083)
+        return t[(t < 13.2) | (t > 14.3)]
+    n = int(rng.integers(150, 500))
+    season = rng.uniform(200, 260)
+    nights = np.sort(rng.choice(int(season), n, replace=True)).astype(float)
+    return nights + rng.uniform(-0.1, 0.1, n)  # one visit per night at varying times
+
+
+def _transit(rng, t, period, rp, a, b, t0):
+    import batman
+
+    params = batman.TransitParams()
+    params.t0, params.per, params.rp, params.a = t0, period, rp, a
+    params.inc = float(np.degrees(np.arccos(min(b / a, 1.0))))
+    params.ecc, params.w, params.limb_dark, params.u = 0.0, 90.0, "quadratic", [0.4, 0.25]
+    return batman.TransitModel(params, t).light_curve(params)
+
+
+def _red_noise(rng, t, sigma, cadence):
+    amp = sigma * rng.uniform(0, 3)
+    walk = np.cumsum(rng.normal(0, 1, len(t)))
+    walk = (walk - walk.mean()) / (walk.std() + 1e-12) * amp
+    var = amp * np.sin(2 * np.pi * t / rng.uniform(3, 15) + rng.uniform(0, 6.3))
+    out = walk + var
+    if cadence == "k2":  # thruster firings every ~6 h leave a sawtooth
+        out += sigma * rng.uniform(0, 2) * (np.remainder(t, 0.245) / 0.245 - 0.5)
+    return out
+
+
+def simulate_one(rng: np.random.Generator, positive: bool) -> Simulated:
+    cadence = rng.choice(["k2", "k2", "tess", "survey"], p=[0.4, 0.2, 0.2, 0.2])
+    t = _cadence(rng, cadence)
+    base = float(t.max() - t.min())
+    sigma = float(np.exp(rng.uniform(np.log(5e-5), np.log(3e-3)))) if cadence != "survey" else \
+        float(np.exp(rng.uniform(np.log(2e-3), np.log(2e-2))))
+    flux = np.ones_like(t) + _red_noise(rng, t, sigma, cadence)
+    sim = Simulated(None, int(positive), "planet" if positive else str(rng.choice(NEGATIVE_KINDS)), str(cadence))
+    if positive:
+        period = float(np.exp(rng.uniform(np.log(0.6), np.log(base / 3))))
+        a = 4.2 * period ** (2 / 3) * rng.uniform(0.7, 1.4)
+        b = rng.uniform(0, 0.9)
+        dur = period / (np.pi * a) * np.sqrt(max(1 - b * b, 0.05))
+        n_in = max(len(t) * dur / period, 1.0)
+        snr = float(np.exp(rng.uniform(np.log(3), np.log(100))))
+        depth = snr * sigma / np.sqrt(n_in)
+        rp = float(np.clip(np.sqrt(depth / 0.85), 0.003, 0.3))
+        model = _transit(rng, t, period, rp, a, b, rng.uniform(0, period))
+        true_depth = 1 - model.min()
+        sim.period, sim.snr = period, float(true_depth / sigma * np.sqrt(n_in))
+        flux *= model
+    elif sim.kind == "eclipsing_binary":
+        period = float(np.exp(rng.uniform(np.log(0.4), np.log(base / 2))))
+        a = 4.2 * period ** (2 / 3) * rng.uniform(0.5, 1.5)
+        rp = rng.uniform(0.1, 0.5)
+        b = rng.uniform(0, 1 + 0.8 * rp)  # up to grazing: V-shaped
+        t0 = rng.uniform(0, period)
+        primary = _transit(rng, t, period, rp, a, b, t0)
+        secondary = _transit(rng, t, period, rp, a, b, t0 + period / 2)
+        flux *= primary * (1 - rng.uniform(0.05, 0.8) * (1 - secondary))
+    elif sim.kind == "sinusoidal":
+        amp = float(np.exp(rng.uniform(np.log(sigma), np.log(0.05))))
+        p = rng.uniform(0.1, 20)
+        flux += amp * (np.sin(2 * np.pi * t / p) + rng.uniform(0, 0.5) * np.sin(4 * np.pi * t / p + 1))
+    elif sim.kind == "flares":
+        for _ in range(int(rng.integers(3, 15))):
+            tf = rng.uniform(t.min(), t.max())
+            after = t >= tf
+            flux[after] += sigma * rng.uniform(5, 50) * np.exp(-(t[after] - tf) / rng.uniform(0.02, 0.2))
+    elif sim.kind == "systematics":
+        for _ in range(int(rng.integers(1, 4))):
+            flux[t > rng.uniform(t.min(), t.max())] += rng.normal(0, 3 * sigma)
+        dips = rng.choice(len(t), int(rng.integers(2, 8)), replace=False)
+        flux[dips] -= sigma * rng.uniform(5, 20, len(dips))
+    flux += rng.normal(0, sigma, len(t))
+    sim.lc = LightCurve(t, flux, np.full(len(t), sigma), f"sim-{sim.kind}")
+    return sim
+
+
+def simulate(n: int, seed: int, positive_fraction: float = 0.5) -> list[Simulated]:
+    rng = np.random.default_rng(seed)
+    return [simulate_one(rng, rng.random() < positive_fraction) for _ in range(n)]

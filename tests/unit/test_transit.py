@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from broker.batch import FORCED, AlertBatch, NormalisedAlert
+from filters.transit.bls import bls, period_grid
+from filters.transit.lightcurve import LightCurve, detrend, load
+from filters.transit.search import find_candidates
+from filters.transit.simulate import simulate
+from filters.transit.train import period_matches
+from tests.conftest import shared_or_skip
+
+K2_3 = ("lightcurves", "k2_tls", "EPIC201367065.csv")
+K2_3_PLANETS = (10.05, 24.65, 44.56)
+
+
+@pytest.fixture(scope="module")
+def k2_3():
+    return load(shared_or_skip(*K2_3))
+
+
+def test_torch_bls_matches_astropy(k2_3):
+    from astropy.timeseries import BoxLeastSquares
+
+    lc = detrend(k2_3)
+    periods = period_grid(lc.time.max() - lc.time.min())
+    ours = bls(lc.time, lc.flux, lc.flux_err, periods)
+    res = BoxLeastSquares(lc.time, lc.flux, lc.flux_err).power(periods, [0.05, 0.08, 0.12, 0.16, 0.2])
+    theirs = res.period[np.argmax(res.power)]
+    assert abs(ours.period - theirs) / theirs < 0.002
+    assert ours.depth == pytest.approx(res.depth[np.argmax(res.power)], rel=0.25)
+
+
+def test_torch_bls_on_a_simulated_transit():
+    sims = [s for s in simulate(40, seed=5) if s.label == 1 and s.cadence == "k2" and s.snr > 30]
+    assert sims
+    for s in sims[:3]:
+        lc = detrend(s.lc)
+        c = find_candidates(lc, max_candidates=1)[0]
+        assert period_matches(c.period, s.period), (c.period, s.period)
+
+
+def test_k2_3_planets_are_recovered_after_masking(k2_3):
+    cands = find_candidates(detrend(k2_3))
+    found = [c.period for c in cands]
+    assert any(abs(p - 10.05) / 10.05 < 0.01 for p in found)
+    assert any(abs(p - 24.65) / 24.65 < 0.01 for p in found)
+    best = cands[0]
+    assert best.n_transits >= 3 and best.odd_even_sigma < 3 and best.snr > 50
+
+
+def test_simulation_is_deterministic_and_labelled():
+    a, b = simulate(20, seed=11), simulate(20, seed=11)
+    assert [x.kind for x in a] == [x.kind for x in b]
+    assert np.array_equal(a[0].lc.flux, b[0].lc.flux)
+    assert {x.label for x in a} == {0, 1}
+    assert all(np.isfinite(x.snr) for x in a if x.label)
+
+
+def _alert_from(lc: LightCurve) -> AlertBatch:
+    alert = NormalisedAlert("lsst", "k2-3", 1, "9.0", {"mjd": float(lc.time[-1])}, "r")
+    for t, f, e in zip(lc.time, lc.flux * 1e5, lc.flux_err * 1e5 if np.isfinite(lc.flux_err).any() else np.full(len(lc), 10.0)):
+        alert.add_point(t, f, e, "r", FORCED)
+    short = NormalisedAlert("ztf", "ZTFx", 2, "3.3", {"mjd": 1.0}, "g")
+    for t in range(5):
+        short.add_point(float(t), 100.0, 1.0, "g", FORCED)
+    return AlertBatch([alert, short])
+
+
+def test_filter_scores_a_long_history_and_nulls_a_short_one(k2_3):
+    from filters.base import FilterContext
+    from filters.transit import TransitFilter
+
+    f = TransitFilter()
+    f.setup(FilterContext())
+    res = f.score(_alert_from(k2_3))
+    res.validate(2, "transit")
+    assert np.isfinite(res.score[0]) and any(period_matches(res.details[0]["period_days"], p) for p in K2_3_PLANETS)
+    assert np.isnan(res.score[1]) and res.reason[1].startswith("too_few_points")
+
+
+def test_score_command_csv_fits_combine_and_plot(k2_3, tmp_path):
+    from astropy.io import fits
+
+    path = shared_or_skip(*K2_3)
+    cols = [fits.Column("TIME", "D", array=k2_3.time), fits.Column("PDCSAP_FLUX", "E", array=k2_3.flux),
+            fits.Column("PDCSAP_FLUX_ERR", "E", array=np.full(len(k2_3), 1e-4)),
+            fits.Column("QUALITY", "J", array=np.zeros(len(k2_3), int))]
+    fpath = tmp_path / "k2_3.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="LIGHTCURVE")]).writeto(fpath)
+    half = len(k2_3) // 2
+    parts = []
+    for i, sl in enumerate((slice(0, half), slice(half, None))):
+        p = tmp_path / f"part{i}.csv"
+        p.write_text("time,flux\n" + "\n".join(f"{t},{f * (1.1 if i else 1.0)}" for t, f in zip(k2_3.time[sl], k2_3.flux[sl])))
+        parts.append(str(p))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "broker.cli", "score", "transit", *a, "--json"],  # noqa: E731
+                                    capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = [json.loads(x) for x in run(str(path), str(fpath), "--plot", str(tmp_path / "plots"))]
+    assert len(rows) == 2 and all(period_matches(r["period_days"], 10.05) for r in rows)
+    assert {"file", "score", "period_days", "epoch", "depth", "duration_hours"} <= set(rows[0])
+    assert (tmp_path / "plots" / "EPIC201367065.png").exists()
+    combined = [json.loads(x) for x in run(*parts, "--combine")]
+    assert len(combined) == 1 and period_matches(combined[0]["period_days"], 10.05)
