@@ -5,6 +5,7 @@ import math
 
 from broker.batch import DETECTION, FORCED, UPPER_LIMIT, NormalisedAlert, numeric_fields
 from broker.codec import DecodeError, DecodedMessage, schema_version_of
+from broker.surveys.columns import lsst_version_by_fields
 
 
 def _first(d: dict, *names):
@@ -43,7 +44,8 @@ def normalise(rec: dict, message: DecodedMessage) -> NormalisedAlert:
         raise DecodeError("normalise_failed", "lsst alert without diaSourceId/alertId")
     obj = rec.get("diaObject") or {}
     object_id = _first(ds, "diaObjectId") or obj.get("diaObjectId") or _first(ds, "ssObjectId")
-    version = message.schema_version or _version_field(rec.get("lsst_schema_version")) or "unknown"
+    version = (message.schema_version or _version_field(rec.get("lsst_schema_version"))
+               or lsst_version_by_fields(frozenset(ds)) or "unknown")
     cols = numeric_fields(ds)
     t = _time(ds)
     flux = _first(ds, "psfFlux", "psFlux")

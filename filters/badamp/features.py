@@ -156,23 +156,29 @@ class ChannelContext:
 
     def features(self, survey: str, exposure: np.ndarray, channel: np.ndarray) -> np.ndarray:
         out = np.full((len(exposure), len(CONTEXT_FEATURES)), np.nan)
+        per_exposure: dict[float, tuple[float, float] | None] = {}  # (median count, total)
+        per_channel: dict[tuple[float, float], np.ndarray] = {}
         for i, (e, c) in enumerate(zip(exposure, channel)):
             exp = self._exposures.get((survey, float(e)))
             if exp is None or float(c) not in exp:
                 continue
-            ch = exp[float(c)]
-            counts = np.array([v["n"] for v in exp.values()], dtype=float)
-            if counts.sum() < self.MIN_EXPOSURE_ALERTS:
+            if e not in per_exposure:
+                counts = np.array([v["n"] for v in exp.values()], dtype=float)
+                per_exposure[e] = None if counts.sum() < self.MIN_EXPOSURE_ALERTS else (np.median(counts), counts.sum())
+            stats = per_exposure[e]
+            if stats is None:
                 continue
-            rb = np.array(ch["rb"]) if ch["rb"] else np.array([np.nan])
-            out[i] = (
-                ch["n"],
-                ch["n"] / np.median(counts),
-                ch["n"] / counts.sum(),
-                np.nanmedian(rb) if np.isfinite(rb).any() else np.nan,
-                ch["neg"] / ch["n"],
-                np.mean(rb < 0.5) if np.isfinite(rb).any() else np.nan,
-            )
+            key = (float(e), float(c))
+            if key not in per_channel:
+                ch = exp[float(c)]
+                rb = np.array(ch["rb"], dtype=float)
+                has_rb = bool(len(rb))
+                per_channel[key] = np.array([
+                    ch["n"], ch["n"] / stats[0], ch["n"] / stats[1],
+                    np.median(rb) if has_rb else np.nan, ch["neg"] / ch["n"],
+                    np.mean(rb < 0.5) if has_rb else np.nan,
+                ])
+            out[i] = per_channel[key]
         return out
 
 

@@ -81,3 +81,10 @@ def test_batch_is_columnar_and_padded(sample_batch):
 def test_absurd_magnitudes_become_nan():
     assert math.isnan(mag_to_njy(1e6)) and math.isnan(mag_to_njy(None))
     assert math.isclose(mag_to_njy(31.4), 1.0)
+
+
+def test_lsst_version_recovered_from_the_field_set(decoder):
+    path = sorted((FIXTURES / "lsst" / "fink_unverified_v7.4").glob("*.avro"))[0]
+    (alert,), msg = _one(decoder, "lsst", "fink_unverified_v7.4", path.name)
+    assert msg.schema_name == "topLevelRecord" and "lsst_schema_version" not in msg.records[0]
+    assert alert.schema_version == "7.4"
