@@ -177,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-evals", type=int, default=60, help="hyper-parameter search evaluations")
     tr.add_argument("--exposures", type=int, default=400, help="synthetic training exposures (badamp)")
     tr.add_argument("--seed", type=int, default=2026)
-    tr.add_argument("--n-train", type=int, default=3000, help="simulated training light curves (transit)")
+    tr.add_argument("--n-train", type=int, default=4000, help="simulated training light curves (transit)")
     tr.add_argument("--n-test", type=int, default=1500, help="held-out light curves, another seed (transit)")
-    tr.add_argument("--epochs", type=int, default=30, help="training epochs (transit)")
+    tr.add_argument("--epochs", type=int, default=40, help="training epochs (transit)")
     tr.add_argument("--reuse-search", action="store_true",
                     help="reuse the hyper-parameters of an earlier search in --out (badamp)")
     tr.set_defaults(func=_cmd_train)

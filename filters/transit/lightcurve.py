@@ -90,14 +90,18 @@ def normalise(lc: LightCurve) -> LightCurve:
     return LightCurve(t, f / med, e / abs(med), lc.name).sorted()
 
 
-def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0) -> LightCurve:
+def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
+            min_window_points: int = 20) -> LightCurve:
     """Divide by a running median over ``window_days`` (longer than a transit, shorter than
     stellar and pointing trends), then drop upward outliers (flares, cosmic rays) and NaNs.
-    Errors missing from the file are estimated from the scatter."""
+    Sparse cadences widen the window to hold ``min_window_points`` typical spacings, or the
+    median of a window holding one point would divide every point by itself. Errors missing
+    from the file are estimated from the scatter."""
     lc = normalise(lc)
     t, f = lc.time, lc.flux
     if len(t) < 5:
         return lc
+    window_days = max(window_days, min_window_points * float(np.median(np.diff(t))))
     lo = np.searchsorted(t, t - window_days / 2)
     hi = np.searchsorted(t, t + window_days / 2)
     if np.median(hi - lo) > 400:  # dense cadence: subsample the window for speed

@@ -48,10 +48,10 @@ class Candidate:
 
 def too_little_data(lc: LightCurve) -> str | None:
     if len(lc) < MIN_POINTS:
-        return f"too_few_points:{len(lc)}<{MIN_POINTS}"
+        return f"too_few_points:<{MIN_POINTS}"
     baseline = float(lc.time.max() - lc.time.min())
     if baseline < MIN_BASELINE_D:
-        return f"short_baseline:{baseline:.1f}d<{MIN_BASELINE_D}d"
+        return f"short_baseline:<{MIN_BASELINE_D:g}d"
     return None
 
 

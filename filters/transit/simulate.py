@@ -30,7 +30,10 @@ class Simulated:
     kind: str
     cadence: str
     period: float = float("nan")
-    snr: float = float("nan")  # injected signal-to-noise of the transit (positives)
+    snr: float = float("nan")  # depth / white-noise sigma * sqrt(points in transit)
+    # The same against the light curve's measured noise after detrending (robust std), which
+    # includes what red noise and systematics leave: the SNR a search actually faces.
+    snr_measured: float = float("nan")
 
 
 def _cadence(rng, kind: str) -> np.ndarray:
@@ -69,6 +72,13 @@ def _red_noise(rng, t, sigma, cadence):
     return out
 
 
+def _measured_noise(t, flux, sigma) -> float:
+    from filters.transit.lightcurve import detrend
+
+    rel = detrend(LightCurve(t, flux, np.full(len(t), sigma))).flux - 1
+    return float(1.4826 * np.median(np.abs(rel - np.median(rel)))) or sigma
+
+
 def simulate_one(rng: np.random.Generator, positive: bool) -> Simulated:
     cadence = rng.choice(["k2", "k2", "tess", "survey"], p=[0.4, 0.2, 0.2, 0.2])
     t = _cadence(rng, cadence)
@@ -76,6 +86,7 @@ def simulate_one(rng: np.random.Generator, positive: bool) -> Simulated:
     sigma = float(np.exp(rng.uniform(np.log(5e-5), np.log(3e-3)))) if cadence != "survey" else \
         float(np.exp(rng.uniform(np.log(2e-3), np.log(2e-2))))
     flux = np.ones_like(t) + _red_noise(rng, t, sigma, cadence)
+    white = rng.normal(0, sigma, len(t))
     sim = Simulated(None, int(positive), "planet" if positive else str(rng.choice(NEGATIVE_KINDS)), str(cadence))
     if positive:
         period = float(np.exp(rng.uniform(np.log(0.6), np.log(base / 3))))
@@ -89,6 +100,7 @@ def simulate_one(rng: np.random.Generator, positive: bool) -> Simulated:
         model = _transit(rng, t, period, rp, a, b, rng.uniform(0, period))
         true_depth = 1 - model.min()
         sim.period, sim.snr = period, float(true_depth / sigma * np.sqrt(n_in))
+        sim.snr_measured = float(true_depth / _measured_noise(t, flux + white, sigma) * np.sqrt(n_in))
         flux *= model
     elif sim.kind == "eclipsing_binary":
         period = float(np.exp(rng.uniform(np.log(0.4), np.log(base / 2))))
@@ -113,7 +125,7 @@ def simulate_one(rng: np.random.Generator, positive: bool) -> Simulated:
             flux[t > rng.uniform(t.min(), t.max())] += rng.normal(0, 3 * sigma)
         dips = rng.choice(len(t), int(rng.integers(2, 8)), replace=False)
         flux[dips] -= sigma * rng.uniform(5, 20, len(dips))
-    flux += rng.normal(0, sigma, len(t))
+    flux += white
     sim.lc = LightCurve(t, flux, np.full(len(t), sigma), f"sim-{sim.kind}")
     return sim
 

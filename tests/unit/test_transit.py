@@ -107,3 +107,13 @@ def test_score_command_csv_fits_combine_and_plot(k2_3, tmp_path):
     assert (tmp_path / "plots" / "EPIC201367065.png").exists()
     combined = [json.loads(x) for x in run(*parts, "--combine")]
     assert len(combined) == 1 and period_matches(combined[0]["period_days"], 10.05)
+
+
+def test_tiny_training_writes_weights_metrics_and_card(tmp_path):
+    from filters.transit.train import train_transit
+
+    m = train_transit(str(tmp_path), n_train=40, n_test=40, epochs=1, log=lambda *_: None, real_check="")
+    for name in ("transit_cnn.pt", "transit_calibration.json", "transit_metrics.json", "MODEL_CARD.md",
+                 "transit_roc.png", "transit_recall_vs_snr.png"):
+        assert (tmp_path / name).exists(), name
+    assert 0 <= m["auc"] <= 1 and m["test_seed"] != m["seed"] and m["n"] > 0
