@@ -1,6 +1,7 @@
 """``alert-broker demo``: embedded broker, replay of the bundled real alerts, every filter."""
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -69,8 +70,11 @@ def run_demo(filters: str | None = None, sample_dir: str | None = None) -> int:
         print(f"replayed {sent} messages from {samples}")
         print(f"running filters {names} (consumer-group join takes a few seconds)...")
         t0 = time.monotonic()
-        summary = Pipeline(settings).run()
+        pipeline = Pipeline(settings)
+        summary = pipeline.run()
         summary.seconds = time.monotonic() - t0
+        del pipeline  # release its Kafka clients before the broker goes away
+        gc.collect()
         print(format_summary(summary, sent, names))
         ok = summary.consumed == sent and summary.annotated + sum(summary.dead_lettered.values()) >= sent
         return 0 if ok else 1

@@ -18,7 +18,7 @@ from broker.batch import DETECTION, FORCED, AlertBatch
 from filters.base import Filter, FilterContext, FilterResult
 from filters.evaluation import apply_isotonic
 from filters.transit.lightcurve import LightCurve, combine, detrend, load
-from filters.transit.search import Candidate, find_candidates, too_little_data
+from filters.transit.search import MIN_POINTS, Candidate, find_candidates, too_little_data
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -95,10 +95,13 @@ class TransitFilter(Filter):
             if result.reason[i] is not None:
                 continue
             lc = alert_light_curve(batch, i)
-            if len(lc) and np.median(lc.flux) <= 0:
+            if len(lc) < MIN_POINTS:  # the common case for alerts: say so before anything else
+                result.set_null(np.arange(batch.n) == i, f"too_few_points:<{MIN_POINTS}")
+                continue
+            if np.median(lc.flux) <= 0:
                 result.set_null(np.arange(batch.n) == i, "no_positive_baseline_flux")
                 continue
-            found, reason = self.scorer.search(lc, self.max_candidates) if len(lc) else ([], "empty_history")
+            found, reason = self.scorer.search(lc, self.max_candidates)
             if reason:
                 result.set_null(np.arange(batch.n) == i, reason)
             owners += [i] * len(found)
