@@ -101,9 +101,6 @@ class AlertBatch:
         col = self.columns.get(name)
         return col if col is not None else np.full(self.n, np.nan)
 
-    def has(self, name: str) -> bool:
-        return name in self.columns or name in ("survey", "object_id", "alert_id", "band", "lc")
-
     def cutout(self, i: int, kind: str = "Difference") -> bytes | None:
         """FITS bytes of one stamp (``Science``, ``Template`` or ``Difference``), decompressed."""
         data = self._cutouts[i].get(kind)

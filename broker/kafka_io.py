@@ -82,6 +82,7 @@ class DeliveryTracker:
             failed: list[Outgoing] = []
             for msg in pending:
                 self._produce(msg, failed)
+            metrics.PRODUCER_QUEUE.set(len(self.producer))  # the batch's outputs waiting for acks
             deadline = time.monotonic() + timeout_s
             while self.producer.flush(1.0) > 0:
                 if time.monotonic() > deadline:
@@ -90,7 +91,6 @@ class DeliveryTracker:
                 # Still queued after the deadline: unknown outcome, treat as failed.
                 log.error("producer flush timed out", extra={"queued": len(self.producer)})
                 return pending
-            metrics.PRODUCER_QUEUE.set(len(self.producer))
             if not failed:
                 return []
             log.warning("retrying failed deliveries", extra={"failed": len(failed), "attempt": attempt})

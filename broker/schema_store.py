@@ -47,21 +47,9 @@ def load_schema_dir(directory: Path, main: str = "alert") -> dict:
     mains = [p for p in order if p.stem.split(".")[-1] == main]
     if not mains:
         raise ValueError(f"no {main}.avsc in {directory}")
-    # Only the files the main record needs, in dependency order, main last.
-    needed = [p for p in order if p != mains[0] and _full_name(raw[p]) in json.dumps(raw[mains[0]])]
-    needed = [p for p in order if p in needed or p == mains[0] or _used_by(raw, p, needed)]
-    return fastavro.schema.load_schema_ordered([str(p) for p in needed], _write_hint=False)
-
-
-def _full_name(schema: dict) -> str:
-    ns = schema.get("namespace")
-    name = schema["name"]
-    return name if "." in name or not ns else f"{ns}.{name}"
-
-
-def _used_by(raw: dict, path: Path, users: list[Path]) -> bool:
-    full = _full_name(raw[path])
-    return any(full in json.dumps(raw[u]) for u in users)
+    # load_schema_ordered inlines the earlier files into the last one, where it uses them.
+    order = [p for p in order if p != mains[0]] + mains[:1]
+    return fastavro.schema.load_schema_ordered([str(p) for p in order], _write_hint=False)
 
 
 def lsst_version_of_id(schema_id: int) -> tuple[int, int]:

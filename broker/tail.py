@@ -43,7 +43,8 @@ def tail(bootstrap: str, topic: str, from_beginning: bool = False,
     assigned = []
     consumer.subscribe([topic], on_assign=lambda c, ps: assigned.append(time.monotonic()))
     count = 0
-    last = time.monotonic()
+    start = last = time.monotonic()
+    join_grace_s = 60.0  # a topic nobody can be assigned (missing, or the group is full)
     try:
         while True:
             msgs = consumer.consume(500, 0.5)
@@ -59,8 +60,11 @@ def tail(bootstrap: str, topic: str, from_beginning: bool = False,
                 last = time.monotonic()
             elif assigned:
                 last = max(last, assigned[0])
-            if exit_when_idle_s is not None and assigned and time.monotonic() - last > exit_when_idle_s:
-                break
+            if exit_when_idle_s is not None:
+                if assigned and time.monotonic() - last > exit_when_idle_s:
+                    break
+                if not assigned and time.monotonic() - start > join_grace_s + exit_when_idle_s:
+                    break
     except KeyboardInterrupt:
         pass
     finally:

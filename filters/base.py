@@ -62,7 +62,6 @@ class Filter(ABC):
     version: ClassVar[str]
     # Detection columns needed, per survey; checked against the known columns at start-up.
     fields: ClassVar[dict[str, tuple[str, ...]]] = {}
-    needs_light_curve: ClassVar[bool] = False
     max_batch: ClassVar[int | None] = None  # the runtime chunks larger batches
 
     def setup(self, context: FilterContext) -> None:

@@ -55,7 +55,6 @@ class BadampFilter(Filter):
     name = "badamp"
     version = "1.0.0"
     fields = {"ztf": ("rb", "exposure_id", "channel_id"), "lsst": ("reliability", "exposure_id", "channel_id")}
-    needs_light_curve = True
 
     def setup(self, context: FilterContext) -> None:
         super().setup(context)

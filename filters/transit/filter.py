@@ -79,7 +79,6 @@ class TransitFilter(Filter):
     name = "transit"
     version = "1.0.0"
     fields = {"ztf": ("mjd",), "lsst": ("mjd",)}
-    needs_light_curve = True
     max_batch = 256
 
     def setup(self, context: FilterContext) -> None:
