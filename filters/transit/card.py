@@ -75,9 +75,10 @@ significance). Written by `alert-broker train transit`.
 Simulated light curves only (`filters/transit/simulate.py`): Kepler/K2-like, TESS-like and
 sparse survey-like cadences; `batman` transits with SNR drawn in [3, 100]; hard negatives
 (eclipsing binaries with secondaries and V shapes, sinusoidal variables, flares, outliers and
-step systematics, noise). Training: {m['n_train']} searched light curves (seed {m['seed']}), balanced
+step systematics, noise). Training: {m['n_train']} searched light curves (seed {m['seed']}; cadence mix
+K2/TESS/survey {m.get('train_cadence_weights', 'default')}, sparse cadences oversampled), balanced
 batches, circular-shift and time-reversal augmentation, {m['epochs']} epochs; isotonic calibration
-on a validation set (seed {m['seed'] + 1}); **held-out test: {m['n']} light curves simulated with seed
+on a validation set (seed {m['seed'] + 1}, test mix); **held-out test: {m['n']} light curves simulated with seed
 {m['test_seed']}**, {m['n_injected']} with an injected planet. A planet whose search returns another
 period still counts as a positive (a miss unless scored high). SNR = depth / noise x
 sqrt(points in transit), with the noise measured on the detrended light curve without the

@@ -79,8 +79,13 @@ def _measured_noise(t, flux, sigma) -> float:
     return float(1.4826 * np.median(np.abs(rel - np.median(rel)))) or sigma
 
 
-def simulate_one(rng: np.random.Generator, positive: bool) -> Simulated:
-    cadence = rng.choice(["k2", "k2", "tess", "survey"], p=[0.4, 0.2, 0.2, 0.2])
+CADENCES = ("k2", "tess", "survey")
+DEFAULT_CADENCE_WEIGHTS = (0.6, 0.2, 0.2)  # the held-out test mix
+
+
+def simulate_one(rng: np.random.Generator, positive: bool,
+                 cadence_weights: tuple[float, ...] = DEFAULT_CADENCE_WEIGHTS) -> Simulated:
+    cadence = rng.choice(CADENCES, p=cadence_weights)
     t = _cadence(rng, cadence)
     base = float(t.max() - t.min())
     sigma = float(np.exp(rng.uniform(np.log(5e-5), np.log(3e-3)))) if cadence != "survey" else \
@@ -130,6 +135,7 @@ def simulate_one(rng: np.random.Generator, positive: bool) -> Simulated:
     return sim
 
 
-def simulate(n: int, seed: int, positive_fraction: float = 0.5) -> list[Simulated]:
+def simulate(n: int, seed: int, positive_fraction: float = 0.5,
+             cadence_weights: tuple[float, ...] = DEFAULT_CADENCE_WEIGHTS) -> list[Simulated]:
     rng = np.random.default_rng(seed)
-    return [simulate_one(rng, rng.random() < positive_fraction) for _ in range(n)]
+    return [simulate_one(rng, rng.random() < positive_fraction, cadence_weights) for _ in range(n)]
