@@ -17,7 +17,7 @@ from pathlib import Path
 from broker.batch import AlertBatch
 from broker.codec import DecodeError, Decoder
 from broker.schema_store import SchemaResolver
-from broker.surveys import normalise
+from broker.surveys import decode_alerts
 
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "alerts"
 
@@ -53,14 +53,7 @@ def bench_decode(messages: list[bytes], repeat: int = 5) -> dict:
 
 
 def _batch(messages: list[bytes], n: int) -> AlertBatch:
-    decoder = Decoder(SchemaResolver())
-    alerts = []
-    for m in messages:
-        try:
-            msg = decoder.decode(m)
-        except DecodeError:
-            continue
-        alerts += [normalise(r, msg) for r in msg.records]
+    alerts = decode_alerts(messages, Decoder(SchemaResolver()))
     reps = (alerts * (n // max(1, len(alerts)) + 1))[:n]
     return AlertBatch(reps)
 

@@ -28,14 +28,6 @@ def decoder():
 def sample_batch(decoder):
     """Every bundled decodable sample alert as one AlertBatch."""
     from broker.batch import AlertBatch
-    from broker.codec import DecodeError
-    from broker.surveys import normalise
+    from broker.surveys import decode_alerts
 
-    alerts = []
-    for path in sorted(FIXTURES.rglob("*.avro")):
-        try:
-            msg = decoder.decode(path.read_bytes())
-        except DecodeError:
-            continue
-        alerts.extend(normalise(r, msg) for r in msg.records)
-    return AlertBatch(alerts)
+    return AlertBatch(decode_alerts((p.read_bytes() for p in sorted(FIXTURES.rglob("*.avro"))), decoder))

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from broker.batch import NormalisedAlert
-from broker.codec import DecodeError, DecodedMessage
+from collections.abc import Iterable
+
+from broker.codec import DecodeError, DecodedMessage, Decoder
 from broker.surveys import lsst, ztf
 
 
@@ -24,3 +26,18 @@ def normalise(record: dict, message: DecodedMessage) -> NormalisedAlert:
         raise
     except Exception as exc:  # a record the schema allowed but our adapter cannot use
         raise DecodeError("normalise_failed", f"{survey}: {type(exc).__name__}: {exc}") from exc
+
+
+def decode_alerts(payloads: Iterable[bytes], decoder: Decoder) -> list[NormalisedAlert]:
+    """Every alert of the decodable ``payloads``, normalised; undecodable ones are skipped.
+
+    For offline work (training pools, benchmarks, test fixtures); the pipeline itself
+    dead-letters what this skips."""
+    alerts: list[NormalisedAlert] = []
+    for data in payloads:
+        try:
+            msg = decoder.decode(data)
+            alerts.extend(normalise(r, msg) for r in msg.records)
+        except DecodeError:
+            continue
+    return alerts

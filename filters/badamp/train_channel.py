@@ -104,17 +104,10 @@ def train_channel_model(batch: AlertBatch, survey: str, out_dir: str | Path, n_e
 
 def real_alert_batch(paths: list[str]) -> AlertBatch:
     """Every decodable alert under ``paths`` as one batch (the injector's pool of real data)."""
-    from broker.codec import DecodeError, Decoder
+    from broker.codec import Decoder
     from broker.replay import iter_payloads
     from broker.schema_store import SchemaResolver
-    from broker.surveys import normalise
+    from broker.surveys import decode_alerts
 
-    decoder = Decoder(SchemaResolver())
-    alerts = []
-    for _, data in iter_payloads(paths):
-        try:
-            msg = decoder.decode(data)
-            alerts.extend(normalise(r, msg) for r in msg.records)
-        except DecodeError:
-            continue
-    return AlertBatch(alerts)
+    payloads = (data for _, data in iter_payloads(paths))
+    return AlertBatch(decode_alerts(payloads, Decoder(SchemaResolver())))
