@@ -26,6 +26,23 @@ def plot_candidate(c: Candidate, title: str, path: Path) -> str:
     return path.name
 
 
+RECALL_GOAL = 0.9
+
+
+def _goal(m: dict) -> str:
+    rec = m["recall_at_1pct_fpr_snr_ge_10"]
+    cad = {k: _fmt(v["recall_at_global_threshold_snr_ge_10"]) for k, v in m["by_cadence"].items()}
+    text = f"**Goal** (issue #5): recall >= {RECALL_GOAL} at 1% FPR for SNR >= 10. "
+    if rec >= RECALL_GOAL:
+        return text + f"Met: {rec:.3f}."
+    return text + (
+        f"**Not met**: {rec:.3f} on the mixed test set. Dense cadences reach it (K2-like {cad.get('k2')}, "
+        f"TESS-like {cad.get('tess')}); sparse survey cadences do not ({cad.get('survey')}). With one visit a "
+        "night a transit is a handful of single-point dips, which noise, red noise and systematics also "
+        "produce by chance among ~10^5 trial periods, so the search recovers the period less often and the "
+        "threshold that holds false positives to 1% leaves most survey transits at SNR 10-25 below it.")
+
+
 def _recall_vs_snr(metrics: dict, out: Path) -> str:
     import matplotlib.pyplot as plt
 
@@ -60,6 +77,7 @@ def write_card(out: Path, m: dict, test: dict, ev: dict) -> None:
             name = f"transit_example_{label.replace(' ', '_')}.png"
             examples.append(plot_candidate(test["candidates"][i], f"{label} ({test['kind'][i]}, {test['cadence'][i]} cadence)", out / name))
     lo, hi = m["auc_ci95"]
+    by_def = m["recall_at_1pct_fpr_snr_ge_10_by_definition"]
     snr_rows = "\n".join(
         f"| {r['snr'][0]}-{r['snr'][1]} | {r['n']} | " + ("" if r["recall"] is None else f"{r['recall']:.3f}") + " |"
         for r in m["recall_by_snr"])
@@ -80,10 +98,13 @@ K2/TESS/survey {m.get('train_cadence_weights', 'default')}, sparse cadences over
 batches, circular-shift and time-reversal augmentation, {m['epochs']} epochs; isotonic calibration
 on a validation set (seed {m['seed'] + 1}, test mix); **held-out test: {m['n']} light curves simulated with seed
 {m['test_seed']}**, {m['n_injected']} with an injected planet. A planet whose search returns another
-period still counts as a positive (a miss unless scored high). SNR = depth / noise x
-sqrt(points in transit), with the noise measured on the detrended light curve without the
-transit (robust standard deviation): it includes what red noise and systematics leave, which
-the white-noise SNR used to draw the depths does not.
+period still counts as a positive (a miss unless scored high). SNR is the matched-filter
+signal-to-noise of the transit as sampled: sqrt(sum over the observed points of
+(1 - model)^2) / noise, with the noise measured on the detrended light curve without the
+transit (robust standard deviation), so it includes what red noise and systematics leave.
+The depths are drawn from an *expected* SNR, depth / sigma x sqrt(N x duration / period),
+which assumes uniform sampling; on nightly cadences the nights may miss the transits, so that
+number promises points that do not exist. The table reports recall under every definition.
 
 ## Held-out results
 
@@ -92,11 +113,13 @@ the white-noise SNR used to draw the depths does not.
 | ROC AUC | {m['auc']:.4f} (95% CI {lo:.4f}-{hi:.4f}) |
 | PR-AUC | {m['pr_auc']:.4f} |
 | recall at 1% FPR, all injected | {m['recall_at_1pct_fpr']:.3f} |
-| **recall at 1% FPR, SNR >= 10** (against measured noise) | **{m['recall_at_1pct_fpr_snr_ge_10']:.3f}** |
-| recall at 1% FPR, SNR >= 10 against white noise only | {m['recall_at_1pct_fpr_white_snr_ge_10']:.3f} |
+| **recall at 1% FPR, SNR >= 10** (as sampled, measured noise) | **{m['recall_at_1pct_fpr_snr_ge_10']:.3f}** |
+| same, only planets with >= 3 transits sampled (the search asks for 3) | {by_def['observed_3_transits']:.3f} |
+| recall at 1% FPR, expected SNR >= 10 against measured noise | {by_def['expected_measured_noise']:.3f} |
+| recall at 1% FPR, expected SNR >= 10 against white noise | {by_def['expected_white_noise']:.3f} |
 | threshold (calibrated probability) at 1% FPR | {m['threshold_calibrated']:.3f} |
 
-| SNR (measured noise) | n | recall at 1% FPR |
+| SNR (as sampled) | n | recall at 1% FPR |
 |---|---|---|
 {snr_rows}
 
@@ -105,10 +128,7 @@ By cadence, at the same threshold (SNR >= 10 recall; false-positive rate):
 | cadence | light curves | recall, SNR >= 10 | FPR |
 |---|---|---|---|
 """ + "\n".join(f"| {k} | {v['n']} | {_fmt(v['recall_at_global_threshold_snr_ge_10'])} | {_fmt(v['fpr_at_global_threshold'])} |"
-                for k, v in m["by_cadence"].items()) + """
-
-Sparse survey cadences (a few hundred epochs a year) rarely give a recoverable period: most of
-the misses at high SNR are those.
+                for k, v in m["by_cadence"].items()) + "\n\n" + _goal(m) + """
 
 """ + "\n".join(f"![{f}]({f})" for f in figs) + "\n\n## Examples (held-out)\n\n" + \
         "\n".join(f"![{f}]({f})" for f in examples) + "\n"

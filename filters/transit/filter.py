@@ -57,7 +57,8 @@ class TransitScorer:
 
 def candidate_details(c: Candidate) -> dict:
     return {"period_days": c.period, "epoch": c.epoch, "depth": c.depth,
-            "duration_hours": c.duration * 24, "n_transits": float(c.n_transits), "snr": c.snr}
+            "duration_hours": c.duration * 24, "n_transits": float(c.n_transits),
+            "points_in_transit": float(c.points_in_transit), "snr": c.snr}
 
 
 def alert_light_curve(batch: AlertBatch, i: int) -> LightCurve:

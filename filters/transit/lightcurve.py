@@ -94,14 +94,17 @@ def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
             min_window_points: int = 20) -> LightCurve:
     """Divide by a running median over ``window_days`` (longer than a transit, shorter than
     stellar and pointing trends), then drop upward outliers (flares, cosmic rays) and NaNs.
-    Sparse cadences widen the window to hold ``min_window_points`` typical spacings, or the
-    median of a window holding one point would divide every point by itself. Errors missing
-    from the file are estimated from the scatter."""
+    Sparse cadences widen the window to the typical span of ``min_window_points`` consecutive
+    points: a window holding a handful of points follows each point (the median of one point
+    divides it by itself) and so shrinks the noise and eats dips. Counting points, not the
+    median spacing, matters for surveys that revisit a field several times a night. Errors
+    missing from the file are estimated from the scatter."""
     lc = normalise(lc)
     t, f = lc.time, lc.flux
     if len(t) < 5:
         return lc
-    window_days = max(window_days, min_window_points * float(np.median(np.diff(t))))
+    if len(t) > min_window_points:
+        window_days = max(window_days, float(np.median(t[min_window_points:] - t[:-min_window_points])))
     lo = np.searchsorted(t, t - window_days / 2)
     hi = np.searchsorted(t, t + window_days / 2)
     if np.median(hi - lo) > 400:  # dense cadence: subsample the window for speed

@@ -19,7 +19,7 @@ GLOBAL_BINS = 201
 LOCAL_BINS = 61
 LOCAL_HALF_WIDTH = 2.5  # local view spans +-2.5 durations
 SCALAR_NAMES = ("log_snr", "log_depth", "log_duration_over_period", "log_period", "n_transits",
-                "odd_even_sigma", "secondary_sigma", "sde")
+                "odd_even_sigma", "secondary_sigma", "sde", "log_points_in_transit", "global_coverage")
 MIN_POINTS = 100
 MIN_BASELINE_D = 3.0
 
@@ -35,6 +35,8 @@ class Candidate:
     n_transits: int
     odd_even_sigma: float
     secondary_sigma: float
+    points_in_transit: int
+    global_coverage: float  # share of global-view bins holding data (the rest are interpolated)
     global_view: np.ndarray = field(repr=False)
     local_view: np.ndarray = field(repr=False)
 
@@ -43,6 +45,7 @@ class Candidate:
             np.log10(max(self.snr, 1e-3)), np.log10(max(self.depth, 1e-7)),
             np.log10(self.duration / self.period), np.log10(self.period), min(self.n_transits, 50) / 10,
             min(self.odd_even_sigma, 20) / 5, np.clip(self.secondary_sigma, -20, 20) / 5, min(self.sde, 100) / 10,
+            np.log10(max(self.points_in_transit, 1)), self.global_coverage,
         ], dtype=np.float32)
 
 
@@ -69,7 +72,9 @@ def _box_depth(y, w, mask) -> tuple[float, float]:
     return float(outside - inside), float(err)
 
 
-def _binned(x, y, lo, hi, bins) -> np.ndarray:
+def _binned(x, y, lo, hi, bins) -> tuple[np.ndarray, float]:
+    """Mean per bin, empty bins interpolated; and the share of bins that held data (sparse
+    cadences fold into mostly empty bins, and the model should know how much is real)."""
     edges = np.linspace(lo, hi, bins + 1)
     idx = np.digitize(x, edges) - 1
     ok = (idx >= 0) & (idx < bins)
@@ -78,9 +83,9 @@ def _binned(x, y, lo, hi, bins) -> np.ndarray:
     out = np.full(bins, np.nan)
     out[counts > 0] = sums[counts > 0] / counts[counts > 0]
     if np.isnan(out).all():
-        return np.zeros(bins)
+        return np.zeros(bins), 0.0
     good = np.flatnonzero(~np.isnan(out))
-    return np.interp(np.arange(bins), good, out[good])  # fill empty bins
+    return np.interp(np.arange(bins), good, out[good]), len(good) / bins
 
 
 def describe(lc: LightCurve, res: BlsResult) -> Candidate:
@@ -102,11 +107,12 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     d_sec, e_sec = _box_depth(y[~in_tr], w[~in_tr], sec_mask[~in_tr])
     sec = d_sec / e_sec if np.isfinite(e_sec) and e_sec > 0 else 0.0
     scale = max(depth, 1e-6)
-    gv = _binned(ph, y, -0.5, 0.5, GLOBAL_BINS) / scale
+    gv, coverage = _binned(ph, y, -0.5, 0.5, GLOBAL_BINS)
     half = LOCAL_HALF_WIDTH * dur / P
-    lv = _binned(ph, y, -half, half, LOCAL_BINS) / scale
+    lv, _ = _binned(ph, y, -half, half, LOCAL_BINS)
     return Candidate(P, T0, dur, depth, float(snr), res.sde, int(n_transits), float(oe), float(sec),
-                     gv.astype(np.float32), lv.astype(np.float32))
+                     int(in_tr.sum()), float(coverage), (gv / scale).astype(np.float32),
+                     (lv / scale).astype(np.float32))
 
 
 def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu",

@@ -34,6 +34,12 @@ class Simulated:
     # The same against the light curve's measured noise after detrending (robust std), which
     # includes what red noise and systematics leave: the SNR a search actually faces.
     snr_measured: float = float("nan")
+    # What the sampling actually caught: the matched-filter SNR sqrt(sum((1 - model)^2)) over
+    # the observed points against the measured noise, and how many separate transits have a
+    # point in them. On sparse cadences the expected count N * duration / period can promise
+    # points that the nights never sampled.
+    snr_observed: float = float("nan")
+    transits_observed: int = 0
 
 
 def _cadence(rng, kind: str) -> np.ndarray:
@@ -102,10 +108,15 @@ def simulate_one(rng: np.random.Generator, positive: bool,
         snr = float(np.exp(rng.uniform(np.log(3), np.log(100))))
         depth = snr * sigma / np.sqrt(n_in)
         rp = float(np.clip(np.sqrt(depth / 0.85), 0.003, 0.3))
-        model = _transit(rng, t, period, rp, a, b, rng.uniform(0, period))
+        t0 = rng.uniform(0, period)
+        model = _transit(rng, t, period, rp, a, b, t0)
         true_depth = 1 - model.min()
         sim.period, sim.snr = period, float(true_depth / sigma * np.sqrt(n_in))
-        sim.snr_measured = float(true_depth / _measured_noise(t, flux + white, sigma) * np.sqrt(n_in))
+        noise = _measured_noise(t, flux + white, sigma)
+        sim.snr_measured = float(true_depth / noise * np.sqrt(n_in))
+        sim.snr_observed = float(np.sqrt(np.sum(np.square(1 - model))) / noise)
+        dipped = model < 1 - 0.1 * max(true_depth, 1e-12)
+        sim.transits_observed = int(len(np.unique(np.round((t[dipped] - t0) / period))))
         flux *= model
     elif sim.kind == "eclipsing_binary":
         period = float(np.exp(rng.uniform(np.log(0.4), np.log(base / 2))))

@@ -17,8 +17,9 @@ from filters.transit.simulate import DEFAULT_CADENCE_WEIGHTS, simulate
 
 
 def period_matches(found: float, true: float, tol: float = 0.01) -> bool:
-    """Within ``tol`` of the true period or of a small integer ratio of it (aliases)."""
-    for k in (1, 2, 3, 1 / 2, 1 / 3):
+    """Within ``tol`` of the true period or of an integer ratio of it (harmonics: a sparse
+    cadence that caught three transits folds as cleanly at a quarter of the period)."""
+    for k in (1, 2, 3, 4, 1 / 2, 1 / 3, 1 / 4):
         if abs(found - true * k) <= tol * true * k:
             return True
     return False
@@ -36,7 +37,8 @@ def _featurize(args):
             continue
         c = cands[0]
         recovered = bool(sim.label and period_matches(c.period, sim.period))
-        rows.append((c, sim.label, int(recovered), sim.snr_measured, sim.kind, sim.cadence, sim.snr))
+        rows.append((c, sim.label, int(recovered), sim.snr_measured, sim.kind, sim.cadence, sim.snr,
+                     sim.snr_observed, sim.transits_observed))
     return rows
 
 
@@ -47,8 +49,9 @@ def build_dataset(n: int, seed: int, workers: int = 2,
         rows = [r for part in pool.map(_featurize, chunks) for r in part]
     g, loc, s = to_arrays([r[0] for r in rows])
     return {"global": g, "local": loc, "scalars": s, "injected": np.array([r[1] for r in rows]),
-            "label": np.array([r[2] for r in rows]), "snr": np.array([r[3] for r in rows]),
-            "snr_white": np.array([r[6] for r in rows]),
+            "label": np.array([r[2] for r in rows]), "snr": np.array([r[7] for r in rows]),
+            "snr_expected": np.array([r[3] for r in rows]), "snr_white": np.array([r[6] for r in rows]),
+            "transits_observed": np.array([r[8] for r in rows]),
             "kind": np.array([r[4] for r in rows]), "cadence": np.array([r[5] for r in rows]),
             "depth": np.array([r[0].depth for r in rows]), "candidates": [r[0] for r in rows]}
 
@@ -102,10 +105,14 @@ def evaluate(model, data: dict, calibration: dict) -> dict:
     y = data["injected"]  # truth: was a planet injected (missed searches count as misses)
     auc, lo, hi = roc_auc_ci(y, raw, n_boot=300)
     rec, thr = recall_at_fpr(y, raw, 0.01)
+    # SNR >= 10 under each definition (simulate.Simulated): the primary one is what the
+    # sampling caught; the others count the points a uniform cadence would have put in transit.
     strong = (y == 0) | (data["snr"] >= 10)
-    rec10, _ = recall_at_fpr(y[strong], raw[strong], 0.01)
-    strong_white = (y == 0) | (data["snr_white"] >= 10)
-    rec10_white, _ = recall_at_fpr(y[strong_white], raw[strong_white], 0.01)
+    rec10 = {name: recall_at_fpr(y[sel], raw[sel], 0.01)[0] for name, sel in {
+        "observed": strong,
+        "observed_3_transits": strong & ((y == 0) | (data["transits_observed"] >= 3)),
+        "expected_measured_noise": (y == 0) | (data["snr_expected"] >= 10),
+        "expected_white_noise": (y == 0) | (data["snr_white"] >= 10)}.items()}
     bins = [3, 5, 7, 10, 15, 25, 50, 100]
     pos = y == 1
     by_snr = []
@@ -124,7 +131,7 @@ def evaluate(model, data: dict, calibration: dict) -> dict:
     return {"n": int(len(y)), "n_injected": int(pos.sum()), "auc": auc, "auc_ci95": [lo, hi],
             "by_cadence": by_cadence,
             "pr_auc": float(average_precision_score(y, p)), "recall_at_1pct_fpr": rec,
-            "recall_at_1pct_fpr_snr_ge_10": rec10, "recall_at_1pct_fpr_white_snr_ge_10": rec10_white,
+            "recall_at_1pct_fpr_snr_ge_10": rec10["observed"], "recall_at_1pct_fpr_snr_ge_10_by_definition": rec10,
             "threshold_raw": thr,
             "threshold_calibrated": float(apply_isotonic(calibration, np.array([thr]))[0]),
             "recall_by_snr": by_snr, "raw": raw, "calibrated": p}

@@ -62,6 +62,28 @@ def test_simulation_is_deterministic_and_labelled():
     assert all(np.isfinite(x.snr) for x in a if x.label)
 
 
+def test_detrending_a_survey_cadence_keeps_noise_and_dips():
+    """Several visits a night: the running median must span many points, not a few, or it
+    follows each point, shrinks the scatter and fills in the dips."""
+    rng = np.random.default_rng(3)
+    nights = np.sort(rng.choice(200, 450, replace=True)).astype(float)
+    t = nights + rng.uniform(-0.1, 0.1, len(nights))
+    sigma = 0.005
+    flux = 1 + rng.normal(0, sigma, len(t))
+    in_transit = np.abs(np.remainder(t - 1.0 + 3.5, 7.0) - 3.5) < 0.08
+    flux[in_transit] -= 0.02
+    lc = detrend(LightCurve(t, flux, np.full(len(t), sigma)))
+    rel = lc.flux - 1
+    out = ~np.isin(lc.time, t[in_transit])
+    assert 1.4826 * np.median(np.abs(rel[out] - np.median(rel[out]))) == pytest.approx(sigma, rel=0.15)
+    assert (~out).sum() >= 10 and np.mean(rel[~out]) == pytest.approx(-0.02, abs=0.004)
+
+
+def test_harmonics_count_as_recovered_periods():
+    assert period_matches(19.536 / 4, 19.536) and period_matches(3 * 5.0, 5.0)
+    assert not period_matches(19.536 / 4.5, 19.536) and not period_matches(1.5 * 5.0, 5.0)
+
+
 def _alert_from(lc: LightCurve) -> AlertBatch:
     alert = NormalisedAlert("lsst", "k2-3", 1, "9.0", {"mjd": float(lc.time[-1])}, "r")
     for t, f, e in zip(lc.time, lc.flux * 1e5, lc.flux_err * 1e5 if np.isfinite(lc.flux_err).any() else np.full(len(lc), 10.0)):
