@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path) -> str:
+def save(fig, path: Path, dpi: int = 90) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path.name
 
@@ -29,14 +29,14 @@ def roc_pr(y, curves: dict[str, np.ndarray], out: Path, prefix: str) -> list[str
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate (recall)", title="ROC")
     ax.legend(loc="lower right", fontsize=8)
-    names.append(_save(fig, out / f"{prefix}_roc.png"))
+    names.append(save(fig, out / f"{prefix}_roc.png"))
     fig, ax = plt.subplots(figsize=(5, 4.5))
     for label, p in curves.items():
         pr, rc, _ = precision_recall_curve(y, p)
         ax.plot(rc, pr, label=f"{label} (AP {auc(rc, pr):.3f})")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
     ax.legend(loc="lower left", fontsize=8)
-    names.append(_save(fig, out / f"{prefix}_pr.png"))
+    names.append(save(fig, out / f"{prefix}_pr.png"))
     return names
 
 
@@ -50,7 +50,7 @@ def calibration(y, raw, calibrated, out: Path, prefix: str, bins: int = 10) -> s
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="predicted probability", ylabel="observed fraction positive", title="Calibration (held-out)")
     ax.legend(fontsize=8)
-    return _save(fig, out / f"{prefix}_calibration.png")
+    return save(fig, out / f"{prefix}_calibration.png")
 
 
 def confusion(y, pred, out: Path, prefix: str, labels=("real", "bad")) -> str:
@@ -63,7 +63,7 @@ def confusion(y, pred, out: Path, prefix: str, labels=("real", "bad")) -> str:
         ax.text(j, i, str(v), ha="center", va="center", color="black")
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=labels, yticklabels=labels,
            xlabel="predicted", ylabel="true", title="Confusion (held-out)")
-    return _save(fig, out / f"{prefix}_confusion.png")
+    return save(fig, out / f"{prefix}_confusion.png")
 
 
 def importance(names: list[str], values: np.ndarray, out: Path, prefix: str, top: int = 20) -> str:
@@ -72,4 +72,4 @@ def importance(names: list[str], values: np.ndarray, out: Path, prefix: str, top
     ax.barh([names[i] for i in order], values[order])
     ax.set(xlabel="mean |SHAP contribution| (held-out)", title="Feature importance")
     ax.tick_params(axis="y", labelsize=7)
-    return _save(fig, out / f"{prefix}_importance.png")
+    return save(fig, out / f"{prefix}_importance.png")

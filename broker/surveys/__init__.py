@@ -1,9 +1,9 @@
 """Survey adapters: a decoded record becomes a NormalisedAlert; each survey's quirks live here."""
 from __future__ import annotations
 
-from broker.batch import NormalisedAlert
 from collections.abc import Iterable
 
+from broker.batch import NormalisedAlert
 from broker.codec import DecodeError, DecodedMessage, Decoder
 from broker.surveys import lsst, ztf
 

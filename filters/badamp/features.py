@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from broker.batch import BAND_CODE, DETECTION, AlertBatch
+from broker.batch import BAND_CODE, DETECTION, NJY_ZEROPOINT_MAG, AlertBatch
 
 HERE = Path(__file__).resolve().parent
 SNAD_JSON = HERE / "feature_snad4_r_100.json"
@@ -89,7 +89,7 @@ def total_mag_light_curve(batch: AlertBatch, i: int, band: str = "r"):
     t, total, err = t[ok], total[ok], err[ok]
     t, first = np.unique(t, return_index=True)  # duplicate epochs break the periodogram
     total, err = total[first], err[first]
-    mag = 31.4 - 2.5 * np.log10(total)
+    mag = NJY_ZEROPOINT_MAG - 2.5 * np.log10(total)
     return t, mag, 2.5 / math.log(10) * err / total
 
 

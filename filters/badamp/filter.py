@@ -15,8 +15,8 @@ import numpy as np
 
 from broker.batch import AlertBatch
 from filters.badamp.features import (
-    MIN_POINTS, ChannelContext, detection_feature_names, detection_matrix, snad_feature_names,
-    snad_features, total_mag_light_curve,
+    MIN_POINTS, REAL_BOGUS, ChannelContext, detection_feature_names, detection_matrix,
+    snad_feature_names, snad_features, total_mag_light_curve,
 )
 from filters.base import Filter, FilterContext, FilterResult
 from filters.evaluation import DriftMonitor, apply_isotonic
@@ -46,9 +46,14 @@ class _Model:
         return apply_isotonic(self.calibration, raw)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        import xgboost as xgb
+        return shap_contributions(self.booster, X)
 
-        return self.booster.predict(xgb.DMatrix(X), pred_contribs=True)[:, :-1]  # drop the bias
+
+def shap_contributions(booster, X: np.ndarray) -> np.ndarray:
+    """Per-feature SHAP values (XGBoost ``pred_contribs``), without the bias column."""
+    import xgboost as xgb
+
+    return booster.predict(xgb.DMatrix(X), pred_contribs=True)[:, :-1]
 
 
 class BadampFilter(Filter):
@@ -68,10 +73,8 @@ class BadampFilter(Filter):
     def score(self, batch: AlertBatch) -> FilterResult:
         result = FilterResult.empty(batch.n)
         self.null_unsupported(batch, result)
-        essential = {"ztf": ("rb",), "lsst": ("reliability",)}
-        for survey, names in essential.items():
-            for col in names:
-                result.set_null((batch.survey == survey) & ~np.isfinite(batch.column(col)), f"missing:{col}")
+        for survey, col in REAL_BOGUS.items():  # the one field the detection view cannot do without
+            result.set_null((batch.survey == survey) & ~np.isfinite(batch.column(col)), f"missing:{col}")
         for survey in SURVEYS:
             rows = np.flatnonzero((batch.survey == survey) & np.array([r is None for r in result.reason], bool))
             if not len(rows):

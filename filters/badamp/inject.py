@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from broker.batch import AlertBatch
-from filters.badamp.features import DETECTION_FIELDS
+from filters.badamp.features import DETECTION_FIELDS, REAL_BOGUS
 
 N_CHANNELS = {"ztf": 64, "lsst": 189}
 SUBTLE_FRACTION = 0.4
@@ -51,7 +51,7 @@ def pool_from_batch(batch: AlertBatch, survey: str) -> Pool:
     sign = "isdiffpos" if survey == "ztf" else "isNegative"
     names = set(DETECTION_FIELDS[survey]) | {sign}
     cols = {k: batch.column(k)[rows].copy() for k in names}
-    keep = np.isfinite(cols["rb" if survey == "ztf" else "reliability"])
+    keep = np.isfinite(cols[REAL_BOGUS[survey]])
     return Pool(survey, {k: v[keep] for k, v in cols.items()}, batch.object_id[rows][keep])
 
 
@@ -96,6 +96,17 @@ def _degrade_lsst(c: dict, rng, subtle: np.ndarray) -> None:
 DEGRADE = {"ztf": _degrade_ztf, "lsst": _degrade_lsst}
 
 
+def _tagged(cols: dict, channel: np.ndarray, label: int, subtle: np.ndarray | None = None) -> dict:
+    """Detections placed on ``channel`` with their injection label and subtlety."""
+    n = len(channel)
+    return {**cols, "channel_id": channel, "label": np.full(n, float(label)),
+            "subtle": np.zeros(n) if subtle is None else subtle.astype(float)}
+
+
+def _joined(a: dict, b: dict) -> dict:
+    return {name: np.concatenate([a[name], b[name]]) for name in a}
+
+
 def make_exposures(pool: Pool, n_exposures: int, seed: int, fail_fraction: float = 0.5,
                    first_exposure: int = 0) -> dict[str, np.ndarray]:
     """Columns of all detections of ``n_exposures`` synthetic exposures, with ``label`` (1 =
@@ -108,28 +119,20 @@ def make_exposures(pool: Pool, n_exposures: int, seed: int, fail_fraction: float
         k = int(rng.integers(1, 20)) if sparse else int(rng.integers(100, 400))
         weights = rng.dirichlet(np.full(n_ch, 3.0))
         idx = rng.integers(0, len(pool), k)
-        cols = {name: v[idx].copy() for name, v in pool.columns.items()}
-        cols["channel_id"] = rng.choice(n_ch, k, p=weights).astype(float)
-        cols["label"] = np.zeros(k)
-        cols["subtle"] = np.zeros(k)
+        cols = _tagged({name: v[idx].copy() for name, v in pool.columns.items()},
+                       rng.choice(n_ch, k, p=weights).astype(float), label=0)
         if not sparse and rng.random() < 0.5:  # a crowded channel: real detections, label 0
             extra = int(rng.integers(10, 60))
             more = rng.integers(0, len(pool), extra)
             crowd = {name: v[more] for name, v in pool.columns.items()}
-            crowd["channel_id"] = np.full(extra, float(rng.integers(0, n_ch)))
-            crowd["label"] = np.zeros(extra)
-            crowd["subtle"] = np.zeros(extra)
-            cols = {name: np.concatenate([cols[name], crowd[name]]) for name in cols}
+            cols = _joined(cols, _tagged(crowd, np.full(extra, float(rng.integers(0, n_ch))), label=0))
         if rng.random() < fail_fraction:
             b = int(rng.integers(1, 6)) if sparse else int(rng.integers(5, 80))
             bad_idx = rng.integers(0, len(pool), b)
             bad = {name: v[bad_idx].astype(float) for name, v in pool.columns.items()}
             subtle = rng.random(b) < SUBTLE_FRACTION
             DEGRADE[pool.survey](bad, rng, subtle)
-            bad["channel_id"] = np.full(b, float(rng.integers(0, n_ch)))
-            bad["label"] = np.ones(b)
-            bad["subtle"] = subtle.astype(float)
-            cols = {name: np.concatenate([cols[name], bad[name]]) for name in cols}
+            cols = _joined(cols, _tagged(bad, np.full(b, float(rng.integers(0, n_ch))), label=1, subtle=subtle))
         cols["exposure_id"] = np.full(len(cols["label"]), float(first_exposure + e))
         parts.append(cols)
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

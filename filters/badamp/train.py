@@ -8,6 +8,7 @@ import numpy as np
 
 from filters import plots
 from filters.badamp.features import MIN_POINTS, snad_features, total_mag_light_curve
+from filters.badamp.filter import shap_contributions
 from filters.badamp.train_channel import real_alert_batch, train_channel_model
 from filters.badamp.train_object import train_object_model
 from filters.evaluation import psi
@@ -20,10 +21,10 @@ DEFAULT_ALERTS = ["../shared/data/ztf/alerts", "../shared/data/ztf/fink-enriched
 def stream_representativeness(batch, reference: dict) -> dict:
     """How the alert-stream histories compare with the SNAD data-release light curves."""
     ztf = np.flatnonzero(batch.survey == "ztf")
-    points = np.array([len(total_mag_light_curve(batch, i)[0]) for i in ztf])
+    curves = [total_mag_light_curve(batch, i) for i in ztf]
+    points = np.array([len(t) for t, _, _ in curves])
     feats = []
-    for i in ztf:
-        t, m, e = total_mag_light_curve(batch, i)
+    for t, m, e in curves:
         if len(t) >= MIN_POINTS:
             try:
                 feats.append(snad_features(t, m, e))
@@ -41,10 +42,7 @@ def stream_representativeness(batch, reference: dict) -> dict:
 
 
 def _shap_importance(model, X) -> np.ndarray:
-    import xgboost as xgb
-
-    contrib = model.get_booster().predict(xgb.DMatrix(X), pred_contribs=True)[:, :-1]
-    return np.abs(contrib).mean(axis=0)
+    return np.abs(shap_contributions(model.get_booster(), X)).mean(axis=0)
 
 
 def train_badamp(out_dir: str, snad_csv: str = DEFAULT_SNAD, alerts: list[str] | None = None,

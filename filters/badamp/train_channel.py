@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from broker.batch import AlertBatch
-from filters.badamp.features import ChannelContext, detection_feature_names, detection_features
-from filters.badamp.inject import Pool, make_exposures, pool_from_batch, split_by_object
+from filters.badamp.features import CONTEXT_FEATURES, ChannelContext, detection_feature_names, detection_features
+from filters.badamp.inject import make_exposures, pool_from_batch, split_by_object
 from filters.evaluation import apply_isotonic, fit_isotonic, psi_reference, recall_at_fpr, roc_auc_ci
 
 PARAMS = {"n_estimators": 300, "max_depth": 5, "learning_rate": 0.05, "subsample": 0.8,
@@ -64,12 +64,12 @@ def train_channel_model(batch: AlertBatch, survey: str, out_dir: str | Path, n_e
     names = detection_feature_names(survey)
     Xtr, Xva, Xte = (features_of(d, survey) for d in (train, valid, test))
     ytr, yva, yte = train["label"], valid["label"], test["label"]
-    n_det = len(names) - 6  # the last six columns are channel context
+    n_det = len(names) - len(CONTEXT_FEATURES)  # the last columns are channel context
 
     model = _fit(Xtr, ytr, seed)
     calibration = fit_isotonic(model.predict_proba(Xva)[:, 1], yva)
-    p = apply_isotonic(calibration, model.predict_proba(Xte)[:, 1])
     raw = model.predict_proba(Xte)[:, 1]
+    p = apply_isotonic(calibration, raw)
     ablation = _fit(Xtr[:, :n_det], ytr, seed).predict_proba(Xte[:, :n_det])[:, 1]
     cut = rule_cut_fails(test, survey)
 

@@ -20,10 +20,7 @@ def plot_candidate(c: Candidate, title: str, path: Path) -> str:
     axes[1].plot(x, c.local_view, ".-", ms=3)
     axes[1].set(xlabel="hours from mid-transit", title=f"local: depth {c.depth * 1e6:.0f} ppm, SNR {c.snr:.1f}")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path.name
+    return plots.save(fig, path, dpi=80)
 
 
 RECALL_GOAL = 0.9
@@ -49,13 +46,10 @@ def _recall_vs_snr(metrics: dict, out: Path) -> str:
     rows = [r for r in metrics["recall_by_snr"] if r["recall"] is not None]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot([np.sqrt(r["snr"][0] * r["snr"][1]) for r in rows], [r["recall"] for r in rows], "o-")
-    ax.set(xscale="log", xlabel="transit SNR (measured noise)", ylabel="recall at 1% FPR", ylim=(0, 1.02),
+    ax.set(xscale="log", xlabel="transit SNR (as sampled)", ylabel="recall at 1% FPR", ylim=(0, 1.02),
            title="Recall against signal-to-noise (held-out)")
     ax.axvline(10, color="k", ls=":", lw=0.8)
-    fig.tight_layout()
-    fig.savefig(out / "transit_recall_vs_snr.png", dpi=90)
-    plt.close(fig)
-    return "transit_recall_vs_snr.png"
+    return plots.save(fig, out / "transit_recall_vs_snr.png")
 
 
 def _fmt(v) -> str:
@@ -85,8 +79,8 @@ def write_card(out: Path, m: dict, test: dict, ev: dict) -> None:
     text = f"""# Model card: `transit` 1.0.0
 
 1-D CNN (PyTorch) over AstroNet-style folded views of the best Box-Least-Squares candidates,
-plus physical scalars (SNR, depth, duration/period, transit count, odd/even and secondary
-significance). Written by `alert-broker train transit`.
+plus physical scalars (SNR, depth, duration/period, period, transit count, points in transit,
+odd/even and secondary significance, share of the folded view holding data). Written by `alert-broker train transit`.
 
 ## Data
 

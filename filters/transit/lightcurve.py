@@ -90,6 +90,11 @@ def normalise(lc: LightCurve) -> LightCurve:
     return LightCurve(t, f / med, e / abs(med), lc.name).sorted()
 
 
+def robust_std(x: np.ndarray) -> float:
+    """Standard deviation from the median absolute deviation (deaf to dips and flares)."""
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
 def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
             min_window_points: int = 20) -> LightCurve:
     """Divide by a running median over ``window_days`` (longer than a transit, shorter than
@@ -114,7 +119,7 @@ def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
     trend = np.array([np.median(f[a:b:step]) for a, b in zip(lo, hi)])
     rel = f / trend
     resid = rel - 1
-    mad = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    mad = robust_std(resid)
     keep = resid < clip_sigma * mad if mad > 0 else np.ones(len(t), bool)
     err = lc.flux_err / trend
     if not np.isfinite(err).any() or np.nanmedian(err) <= 0:

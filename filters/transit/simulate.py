@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from filters.transit.lightcurve import LightCurve
+from filters.transit.lightcurve import LightCurve, detrend, robust_std
 
 NEGATIVE_KINDS = ("eclipsing_binary", "sinusoidal", "flares", "systematics", "noise")
 
@@ -79,10 +79,7 @@ def _red_noise(rng, t, sigma, cadence):
 
 
 def _measured_noise(t, flux, sigma) -> float:
-    from filters.transit.lightcurve import detrend
-
-    rel = detrend(LightCurve(t, flux, np.full(len(t), sigma))).flux - 1
-    return float(1.4826 * np.median(np.abs(rel - np.median(rel)))) or sigma
+    return robust_std(detrend(LightCurve(t, flux, np.full(len(t), sigma))).flux - 1) or sigma
 
 
 CADENCES = ("k2", "tess", "survey")

@@ -25,6 +25,10 @@ def period_matches(found: float, true: float, tol: float = 0.01) -> bool:
     return False
 
 
+# Per light curve, besides its best candidate (see _featurize).
+COLUMNS = ("injected", "label", "snr", "snr_expected", "snr_white", "transits_observed", "kind", "cadence", "depth")
+
+
 def _featurize(args):
     n, seed, weights = args
     rows = []
@@ -36,9 +40,12 @@ def _featurize(args):
         if not cands:
             continue
         c = cands[0]
-        recovered = bool(sim.label and period_matches(c.period, sim.period))
-        rows.append((c, sim.label, int(recovered), sim.snr_measured, sim.kind, sim.cadence, sim.snr,
-                     sim.snr_observed, sim.transits_observed))
+        rows.append({
+            "candidate": c, "injected": sim.label,
+            "label": int(bool(sim.label and period_matches(c.period, sim.period))),  # found where injected
+            "snr": sim.snr_observed, "snr_expected": sim.snr_measured, "snr_white": sim.snr,
+            "transits_observed": sim.transits_observed, "kind": sim.kind, "cadence": sim.cadence,
+            "depth": c.depth})
     return rows
 
 
@@ -47,13 +54,10 @@ def build_dataset(n: int, seed: int, workers: int = 2,
     chunks = [(min(100, n - i), seed * 1000 + i // 100, cadence_weights) for i in range(0, n, 100)]
     with ProcessPoolExecutor(workers) as pool:
         rows = [r for part in pool.map(_featurize, chunks) for r in part]
-    g, loc, s = to_arrays([r[0] for r in rows])
-    return {"global": g, "local": loc, "scalars": s, "injected": np.array([r[1] for r in rows]),
-            "label": np.array([r[2] for r in rows]), "snr": np.array([r[7] for r in rows]),
-            "snr_expected": np.array([r[3] for r in rows]), "snr_white": np.array([r[6] for r in rows]),
-            "transits_observed": np.array([r[8] for r in rows]),
-            "kind": np.array([r[4] for r in rows]), "cadence": np.array([r[5] for r in rows]),
-            "depth": np.array([r[0].depth for r in rows]), "candidates": [r[0] for r in rows]}
+    cands = [r["candidate"] for r in rows]
+    g, loc, s = to_arrays(cands)
+    data = {k: np.array([r[k] for r in rows]) for k in COLUMNS}
+    return {"global": g, "local": loc, "scalars": s, "candidates": cands, **data}
 
 
 def _augment(g, loc, rng):
@@ -96,7 +100,7 @@ def fit(data: dict, epochs: int = 25, seed: int = 0, log=print) -> TransitCNN:
 
 
 def evaluate(model, data: dict, calibration: dict) -> dict:
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import average_precision_score
 
     from filters.evaluation import apply_isotonic, recall_at_fpr, roc_auc_ci
 
