@@ -78,14 +78,14 @@ def bench_filters(messages: list[bytes], sizes=(1, 16, 128, 512), device: str = 
 
 def bench_transit_cnn(sizes=(1, 16, 128, 1024), device: str = "cpu") -> dict:
     from filters.transit.filter import TransitScorer
-    from filters.transit.lightcurve import detrend
+    from filters.transit.lightcurve import prepare
     from filters.transit.search import find_candidates
     from filters.transit.simulate import simulate
 
     scorer = TransitScorer(device=device)
     sim = next(s for s in simulate(20, seed=3) if s.label == 1 and s.cadence == "k2")
     t0 = time.perf_counter()
-    cand = find_candidates(detrend(sim.lc), max_candidates=1)[0]
+    cand = find_candidates(prepare(sim.lc), max_candidates=1)[0]
     search_ms = (time.perf_counter() - t0) * 1e3
     rows = {}
     for n in sizes:

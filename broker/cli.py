@@ -95,7 +95,7 @@ def _cmd_train(args) -> int:
         from filters.transit.train import train_transit
 
         train_transit(args.out or "filters/transit/artifacts", n_train=args.n_train, n_test=args.n_test,
-                      epochs=args.epochs, seed=args.seed)
+                      epochs=args.epochs, seed=args.seed, members=args.members)
         return 0
     raise SystemExit(f"no training command for filter {args.filter!r}")
 
@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--n-train", type=int, default=4000, help="simulated training light curves (transit)")
     tr.add_argument("--n-test", type=int, default=1500, help="held-out light curves, another seed (transit)")
     tr.add_argument("--epochs", type=int, default=40, help="training epochs (transit)")
+    tr.add_argument("--members", type=int, default=5, help="networks in the ensemble, one seed each (transit)")
     tr.add_argument("--reuse-search", action="store_true",
                     help="reuse the hyper-parameters of an earlier search in --out (badamp)")
     tr.set_defaults(func=_cmd_train)

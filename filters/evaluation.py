@@ -9,19 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 
-def roc_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """ROC AUC and its 95% bootstrap interval (resampling alerts/objects with replacement)."""
-    from sklearn.metrics import roc_auc_score
-
-    auc = float(roc_auc_score(y, p))
+def bootstrap_ci(y: np.ndarray, p: np.ndarray, stat, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """``stat(y, p)`` and its 95% bootstrap interval (resampling alerts/objects with replacement)."""
+    value = float(stat(y, p))
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(y), len(y))
         if y[idx].min() != y[idx].max():
-            boots.append(roc_auc_score(y[idx], p[idx]))
+            boots.append(stat(y[idx], p[idx]))
     lo, hi = np.percentile(boots, [2.5, 97.5])
-    return auc, float(lo), float(hi)
+    return value, float(lo), float(hi)
+
+
+def roc_auc_ci(y: np.ndarray, p: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """ROC AUC and its 95% bootstrap interval."""
+    from sklearn.metrics import roc_auc_score
+
+    return bootstrap_ci(y, p, roc_auc_score, n_boot, seed)
 
 
 def recall_at_fpr(y: np.ndarray, p: np.ndarray, fpr: float = 0.01) -> tuple[float, float]:

@@ -31,7 +31,13 @@ def _goal(m: dict) -> str:
     cad = {k: _fmt(v["recall_at_global_threshold_snr_ge_10"]) for k, v in m["by_cadence"].items()}
     text = f"**Goal** (issue #5): recall >= {RECALL_GOAL} at 1% FPR for SNR >= 10. "
     if rec >= RECALL_GOAL:
-        return text + f"Met: {rec:.3f}."
+        lo, hi = m.get("recall_at_1pct_fpr_snr_ge_10_ci95", (rec, rec))
+        return text + (
+            f"Met: {rec:.3f} on the mixed test set (bootstrap 95% CI {lo:.3f}-{hi:.3f}: the 1% tail rests on "
+            f"few negatives, so the margin is within sampling error). Dense cadences carry it (K2-like "
+            f"{cad.get('k2')}, TESS-like {cad.get('tess')}); sparse survey cadences stay well below "
+            f"({cad.get('survey')}): with one visit a night a transit is a handful of single-point dips, and "
+            "eclipsing binaries with faint secondaries look the same.")
     return text + (
         f"**Not met**: {rec:.3f} on the mixed test set. Dense cadences reach it (K2-like {cad.get('k2')}, "
         f"TESS-like {cad.get('tess')}); sparse survey cadences do not ({cad.get('survey')}). With one visit a "
@@ -50,6 +56,11 @@ def _recall_vs_snr(metrics: dict, out: Path) -> str:
            title="Recall against signal-to-noise (held-out)")
     ax.axvline(10, color="k", ls=":", lw=0.8)
     return plots.save(fig, out / "transit_recall_vs_snr.png")
+
+
+def _ci(m: dict, key: str) -> str:
+    lo, hi = m.get(key, (float("nan"), float("nan")))
+    return f"{lo:.3f}-{hi:.3f}"
 
 
 def _fmt(v) -> str:
@@ -76,11 +87,16 @@ def write_card(out: Path, m: dict, test: dict, ev: dict) -> None:
         f"| {r['snr'][0]}-{r['snr'][1]} | {r['n']} | " + ("" if r["recall"] is None else f"{r['recall']:.3f}") + " |"
         for r in m["recall_by_snr"])
     k2 = json.loads((out / "k2_3.json").read_text()) if (out / "k2_3.json").exists() else None
-    text = f"""# Model card: `transit` 1.0.0
+    from filters.transit.filter import TransitFilter
 
-1-D CNN (PyTorch) over AstroNet-style folded views of the best Box-Least-Squares candidates,
+    text = f"""# Model card: `transit` {TransitFilter.version}
+
+An ensemble of {m.get('members', 1)} 1-D CNNs (PyTorch; the same training from seeds {m['seed']}-{m['seed'] + m.get('members', 1) - 1}, logits averaged) over AstroNet-style folded views of the best Box-Least-Squares candidates,
 plus physical scalars (SNR, depth, duration/period, period, transit count, points in transit,
-odd/even and secondary significance, share of the folded view holding data). Written by `alert-broker train transit`.
+odd/even and secondary significance, share of the folded view holding data, share of the signal
+in the strongest single transit). Light curves are detrended with a running median, then
+significant Lomb-Scargle sinusoids (rotation, pulsation) are taken out and the detrending is
+redone. Written by `alert-broker train transit`.
 
 ## Data
 
@@ -99,6 +115,8 @@ transit (robust standard deviation), so it includes what red noise and systemati
 The depths are drawn from an *expected* SNR, depth / sigma x sqrt(N x duration / period),
 which assumes uniform sampling; on nightly cadences the nights may miss the transits, so that
 number promises points that do not exist. The table reports recall under every definition.
+Design choices (pre-whitening, the single-event share, the ensemble) were compared on a
+separate development simulation (seed 3001, same mix); the test seed was used once, here.
 
 ## Held-out results
 
@@ -107,7 +125,7 @@ number promises points that do not exist. The table reports recall under every d
 | ROC AUC | {m['auc']:.4f} (95% CI {lo:.4f}-{hi:.4f}) |
 | PR-AUC | {m['pr_auc']:.4f} |
 | recall at 1% FPR, all injected | {m['recall_at_1pct_fpr']:.3f} |
-| **recall at 1% FPR, SNR >= 10** (as sampled, measured noise) | **{m['recall_at_1pct_fpr_snr_ge_10']:.3f}** |
+| **recall at 1% FPR, SNR >= 10** (as sampled, measured noise) | **{m['recall_at_1pct_fpr_snr_ge_10']:.3f}** (95% CI {_ci(m, 'recall_at_1pct_fpr_snr_ge_10_ci95')}) |
 | same, only planets with >= 3 transits sampled (the search asks for 3) | {by_def['observed_3_transits']:.3f} |
 | recall at 1% FPR, expected SNR >= 10 against measured noise | {by_def['expected_measured_noise']:.3f} |
 | recall at 1% FPR, expected SNR >= 10 against white noise | {by_def['expected_white_noise']:.3f} |

@@ -1,7 +1,7 @@
 """The ``transit`` filter and offline scoring of light-curve files.
 
 Per alert: the history in one band (detections and forced photometry, total flux where the
-survey gives a reference flux), detrended, searched with the torch BLS for up to three
+survey gives a reference flux), detrended and pre-whitened, searched with the torch BLS for up to three
 candidates, each scored by the CNN in one batched forward pass over the whole alert batch on
 the configured device. Score: the best calibrated candidate probability; details: its period,
 epoch (MJD), depth, duration and transit count. Histories too short to hold several transits
@@ -17,7 +17,7 @@ import numpy as np
 from broker.batch import DETECTION, FORCED, AlertBatch
 from filters.base import Filter, FilterContext, FilterResult
 from filters.evaluation import apply_isotonic
-from filters.transit.lightcurve import LightCurve, combine, detrend, load
+from filters.transit.lightcurve import LightCurve, combine, load, prepare
 from filters.transit.search import MIN_POINTS, Candidate, find_candidates, too_little_data
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -27,15 +27,11 @@ class TransitScorer:
     """Weights and calibration loaded once; scores candidate lists in one forward pass."""
 
     def __init__(self, model_dir: Path | None = None, device: str = "cpu"):
-        import torch
-
-        from filters.transit.model import TransitCNN
+        from filters.transit.model import load_ensemble
 
         directory = Path(model_dir or ARTIFACTS)
         self.device = device
-        self.model = TransitCNN()
-        self.model.load_state_dict(torch.load(directory / "transit_cnn.pt", map_location=device, weights_only=True))
-        self.model.to(device).eval()
+        self.model = load_ensemble(directory / "transit_cnn.pt", device)
         self.calibration = json.loads((directory / "transit_calibration.json").read_text())
         metrics = json.loads((directory / "transit_metrics.json").read_text())
         self.threshold = float(metrics["threshold_calibrated"])
@@ -47,7 +43,7 @@ class TransitScorer:
         return apply_isotonic(self.calibration, raw)
 
     def search(self, lc: LightCurve, max_candidates: int = 3) -> tuple[list[Candidate], str | None]:
-        clean = detrend(lc)
+        clean = prepare(lc)
         reason = too_little_data(clean)
         if reason:
             return [], reason
@@ -78,7 +74,7 @@ def alert_light_curve(batch: AlertBatch, i: int) -> LightCurve:
 
 class TransitFilter(Filter):
     name = "transit"
-    version = "1.0.0"
+    version = "1.1.0"
     fields = {"ztf": ("mjd",), "lsst": ("mjd",)}
     max_batch = 256
 

@@ -126,3 +126,46 @@ def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
         err = np.full(len(t), mad if mad > 0 else 1e-3)
     err = np.where(np.isfinite(err) & (err > 0), err, np.nanmedian(err))
     return LightCurve(t[keep], rel[keep], err[keep], lc.name)
+
+
+
+def significant_sinusoids(lc: LightCurve, max_terms: int = 3, false_alarm: float = 1e-3):
+    """Sinusoids (rotation, pulsation) in a detrended light curve, as a function of time, or
+    None. Each term is the Lomb-Scargle peak between half the baseline and 0.1 d, kept only
+    below ``false_alarm`` and fitted without the points more than 3 sigma low, so transit and
+    eclipse points do not pull it (a box of duty cycle q and depth d leaves only ~2 q d at
+    its period)."""
+    from astropy.timeseries import LombScargle
+
+    t, y = lc.time, lc.flux - 1.0
+    if len(t) < 20:
+        return None
+    f_min, f_max = 2.0 / float(t.max() - t.min()), 10.0
+    terms = []
+    for _ in range(max_terms):
+        keep = y > -3 * robust_std(y)
+        ls = LombScargle(t[keep], y[keep])
+        freq, power = ls.autopower(minimum_frequency=f_min, maximum_frequency=f_max, samples_per_peak=5)
+        k = int(np.argmax(power))
+        if ls.false_alarm_probability(power[k], minimum_frequency=f_min, maximum_frequency=f_max) > false_alarm:
+            break
+        terms.append((ls, float(freq[k])))
+        y = y - ls.model(t, freq[k])
+    if not terms:
+        return None
+    return lambda when: sum(ls.model(when, f) for ls, f in terms)
+
+
+def prepare(lc: LightCurve) -> LightCurve:
+    """What the transit search sees: detrended, clipped and pre-whitened relative flux.
+    With one visit a night a few-day rotation is undersampled by any running median holding
+    enough points (it left survey residuals ~1.5x the photometric noise), so significant
+    sinusoids found in the detrended flux are taken out of the original flux and the
+    detrending is done again, now without them (subtracting after the median leaves the
+    median's own scatter from sampling the sinusoid)."""
+    clean = detrend(lc)
+    model = significant_sinusoids(clean)
+    if model is None:
+        return clean
+    base = normalise(lc)
+    return detrend(LightCurve(base.time, base.flux - model(base.time), base.flux_err, base.name))

@@ -19,7 +19,8 @@ GLOBAL_BINS = 201
 LOCAL_BINS = 61
 LOCAL_HALF_WIDTH = 2.5  # local view spans +-2.5 durations
 SCALAR_NAMES = ("log_snr", "log_depth", "log_duration_over_period", "log_period", "n_transits",
-                "odd_even_sigma", "secondary_sigma", "sde", "log_points_in_transit", "global_coverage")
+                "odd_even_sigma", "secondary_sigma", "sde", "log_points_in_transit", "global_coverage",
+                "max_single_event_share")
 MIN_POINTS = 100
 MIN_BASELINE_D = 3.0
 
@@ -37,6 +38,10 @@ class Candidate:
     secondary_sigma: float
     points_in_transit: int
     global_coverage: float  # share of global-view bins holding data (the rest are interpolated)
+    # Share of the signal (SNR^2) carried by the strongest single transit: near 1/n for a
+    # planet, near 1 when one outlier or one systematic dip makes the "periodic" signal
+    # (Kepler's single- vs multiple-event statistic check).
+    max_single_event_share: float
     global_view: np.ndarray = field(repr=False)
     local_view: np.ndarray = field(repr=False)
 
@@ -45,7 +50,7 @@ class Candidate:
             np.log10(max(self.snr, 1e-3)), np.log10(max(self.depth, 1e-7)),
             np.log10(self.duration / self.period), np.log10(self.period), min(self.n_transits, 50) / 10,
             min(self.odd_even_sigma, 20) / 5, np.clip(self.secondary_sigma, -20, 20) / 5, min(self.sde, 100) / 10,
-            np.log10(max(self.points_in_transit, 1)), self.global_coverage,
+            np.log10(max(self.points_in_transit, 1)), self.global_coverage, self.max_single_event_share,
         ], dtype=np.float32)
 
 
@@ -88,6 +93,19 @@ def _binned(x, y, lo, hi, bins) -> tuple[np.ndarray, float]:
     return np.interp(np.arange(bins), good, out[good]), len(good) / bins
 
 
+def _max_single_event_share(y, w, in_tr, epoch_no, outside_level) -> float:
+    """Largest per-transit share of sum(SES^2), SES = weighted deficit / error of one transit."""
+    if not in_tr.any():
+        return 1.0
+    _, inv = np.unique(epoch_no[in_tr], return_inverse=True)
+    wi, yi = w[in_tr], y[in_tr]
+    wsum = np.bincount(inv, wi)
+    deficit = outside_level - np.bincount(inv, wi * yi) / wsum
+    ses2 = np.square(np.clip(deficit, 0, None)) * wsum
+    total = ses2.sum()
+    return float(ses2.max() / total) if total > 0 else 1.0
+
+
 def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     t, y = lc.time, lc.flux - 1.0
     w = 1.0 / np.square(lc.flux_err)
@@ -98,6 +116,8 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     snr = depth / err if np.isfinite(err) and err > 0 else 0.0
     epoch_no = np.round((t - T0) / P).astype(int)
     n_transits = len(np.unique(epoch_no[in_tr]))
+    outside = float(np.average(y[~in_tr], weights=w[~in_tr])) if (~in_tr).any() else 0.0
+    single = _max_single_event_share(y, w, in_tr, epoch_no, outside)
     odd = in_tr & (epoch_no % 2 == 1)
     even = in_tr & (epoch_no % 2 == 0)
     d_odd, e_odd = _box_depth(y[~even], w[~even], odd[~even])
@@ -111,7 +131,7 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     half = LOCAL_HALF_WIDTH * dur / P
     lv, _ = _binned(ph, y, -half, half, LOCAL_BINS)
     return Candidate(P, T0, dur, depth, float(snr), res.sde, int(n_transits), float(oe), float(sec),
-                     int(in_tr.sum()), float(coverage), (gv / scale).astype(np.float32),
+                     int(in_tr.sum()), float(coverage), single, (gv / scale).astype(np.float32),
                      (lv / scale).astype(np.float32))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from broker.batch import FORCED, AlertBatch, NormalisedAlert
 from filters.transit.bls import bls, period_grid
-from filters.transit.lightcurve import LightCurve, detrend, load
+from filters.transit.lightcurve import LightCurve, detrend, load, prepare, robust_std
 from filters.transit.search import find_candidates
 from filters.transit.simulate import simulate
 from filters.transit.train import period_matches
@@ -79,6 +79,46 @@ def test_detrending_a_survey_cadence_keeps_noise_and_dips():
     assert (~out).sum() >= 10 and np.mean(rel[~out]) == pytest.approx(-0.02, abs=0.004)
 
 
+def _nightly(seed: int, n: int = 300):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.choice(240, n, replace=True)).astype(float) + rng.uniform(-0.1, 0.1, n)
+    return rng, t
+
+
+def test_prewhitening_removes_undersampled_rotation_and_keeps_the_dips():
+    """A 4.3-day rotation sampled once a night survives any running median holding enough
+    points; the Lomb-Scargle term removes it, and the transit points do not pull the fit."""
+    rng, t = _nightly(4)
+    sigma = 0.004
+    flux = 1 + 3 * sigma * np.sin(2 * np.pi * t / 4.3) + rng.normal(0, sigma, len(t))
+    in_transit = np.abs(np.remainder(t - 0.5 + 2.9, 5.8) - 2.9) < 0.1
+    flux[in_transit] -= 0.03
+    raw = LightCurve(t, flux, np.full(len(t), sigma))
+    assert robust_std(detrend(raw).flux - 1) > 1.5 * sigma
+    clean = prepare(raw)
+    assert robust_std(clean.flux - 1) == pytest.approx(sigma, rel=0.2)
+    dips = np.isin(clean.time, t[in_transit])
+    assert dips.sum() >= 5 and np.mean(clean.flux[dips] - 1) == pytest.approx(-0.03, abs=0.006)
+    rng, t = _nightly(5)
+    quiet = LightCurve(t, 1 + rng.normal(0, sigma, len(t)), np.full(len(t), sigma))
+    assert np.array_equal(prepare(quiet).flux, detrend(quiet).flux)  # nothing significant: untouched
+
+
+def test_single_event_share_tells_one_outlier_from_a_periodic_dip():
+    rng, t = _nightly(6, 400)
+    sigma = 0.003
+    planet = 1 + rng.normal(0, sigma, len(t))
+    planet[np.abs(np.remainder(t - 0.3 + 1.6, 3.2) - 1.6) < 0.07] -= 0.02
+    one_off = 1 + rng.normal(0, sigma, len(t))
+    one_off[[40, 41]] -= 0.05
+    one_off[np.abs(np.remainder(t - 0.3 + 1.6, 3.2) - 1.6) < 0.07] -= 0.002
+    shares = []
+    for flux in (planet, one_off):
+        c = find_candidates(detrend(LightCurve(t, flux, np.full(len(t), sigma))), max_candidates=1)[0]
+        shares.append(c.max_single_event_share)
+    assert shares[0] < 0.3 < 0.6 < shares[1]
+
+
 def test_harmonics_count_as_recovered_periods():
     assert period_matches(19.536 / 4, 19.536) and period_matches(3 * 5.0, 5.0)
     assert not period_matches(19.536 / 4.5, 19.536) and not period_matches(1.5 * 5.0, 5.0)
@@ -134,7 +174,7 @@ def test_score_command_csv_fits_combine_and_plot(k2_3, tmp_path):
 def test_tiny_training_writes_weights_metrics_and_card(tmp_path):
     from filters.transit.train import train_transit
 
-    m = train_transit(str(tmp_path), n_train=40, n_test=40, epochs=1, log=lambda *_: None, real_check="")
+    m = train_transit(str(tmp_path), n_train=40, n_test=40, epochs=1, members=2, log=lambda *_: None, real_check="")
     for name in ("transit_cnn.pt", "transit_calibration.json", "transit_metrics.json", "MODEL_CARD.md",
                  "transit_roc.png", "transit_recall_vs_snr.png"):
         assert (tmp_path / name).exists(), name
