@@ -128,7 +128,6 @@ def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
     return LightCurve(t[keep], rel[keep], err[keep], lc.name)
 
 
-
 def significant_sinusoids(lc: LightCurve, max_terms: int = 3, false_alarm: float = 1e-3):
     """Sinusoids (rotation, pulsation) in a detrended light curve, as a function of time, or
     None. Each term is the Lomb-Scargle peak between half the baseline and 0.1 d, kept only
