@@ -178,4 +178,8 @@ def test_tiny_training_writes_weights_metrics_and_card(tmp_path):
     for name in ("transit_cnn.pt", "transit_calibration.json", "transit_metrics.json", "MODEL_CARD.md",
                  "transit_roc.png", "transit_recall_vs_snr.png"):
         assert (tmp_path / name).exists(), name
+    from filters.transit.filter import TransitScorer
+
+    scorer = TransitScorer(model_dir=tmp_path)  # the ensemble's size is read from the weights
+    assert len(scorer.model.members) == 2 and m["members"] == 2
     assert 0 <= m["auc"] <= 1 and m["test_seed"] != m["seed"] and m["n"] > 0
