@@ -102,9 +102,9 @@ def fit(data: dict, epochs: int = 25, seed: int = 0, log=print) -> TransitCNN:
 def fit_ensemble(data: dict, members: int, epochs: int, seed: int, log=print) -> TransitEnsemble:
     """``members`` networks, each fitted as ``fit`` does from seeds ``seed``, ``seed + 1``, ..."""
     ensemble = TransitEnsemble(members)
-    for i, member in enumerate(ensemble.members):
+    for i in range(members):
         log(f"member {i + 1}/{members} (seed {seed + i})")
-        member.load_state_dict(fit(data, epochs=epochs, seed=seed + i, log=log).state_dict())
+        ensemble.members[i] = fit(data, epochs=epochs, seed=seed + i, log=log)
     return ensemble.eval()
 
 
