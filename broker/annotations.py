@@ -11,11 +11,13 @@ import ast
 import io
 import json
 import math
+import numbers
 import operator
 import struct
 from typing import Any
 
 import fastavro
+import numpy as np
 
 from broker import __version__
 from broker.schema_store import SCHEMAS_DIR
@@ -44,10 +46,16 @@ def decode_annotation(data: bytes) -> dict:
 
 
 def filter_output(score: float, version: str, reason: str | None, details: dict | None) -> dict:
+    """A filter's part of the annotation: a finite score or null with a reason; details are
+    finite floats or strings (numpy scalars become floats, a non-finite number a string)."""
     clean: dict[str, float | str] = {}
     for k, v in (details or {}).items():
-        clean[str(k)] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-    null = score is None or math.isnan(score)
+        if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+            v = float(v)
+            clean[str(k)] = v if math.isfinite(v) else str(v)
+        else:
+            clean[str(k)] = str(v)
+    null = score is None or not math.isfinite(score)
     return {
         "score": None if null else float(score),
         "version": version,
@@ -60,6 +68,14 @@ _COMPARE = {
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Eq: operator.eq, ast.NotEq: operator.ne,
 }
+NUMBER, TEXT, ANY = "number", "string", "any"
+# The annotation's own fields and their types, for checking rules when the config loads.
+FIELD_TYPES = {
+    "survey": TEXT, "object_id": TEXT, "schema_version": TEXT, "source_topic": TEXT,
+    "broker_version": TEXT, "alert_id": NUMBER, "source_partition": NUMBER,
+    "source_offset": NUMBER, "kafka_timestamp_ms": NUMBER, "processed_at_ms": NUMBER,
+}
+FILTER_FIELD_TYPES = {"score": NUMBER, "reason": TEXT, "version": TEXT}
 
 
 class _Namespace:
@@ -74,12 +90,19 @@ class _Namespace:
 
 
 class RouteCondition:
-    """A compiled routing condition. Any comparison with a null value is false."""
+    """A compiled routing condition, in three-valued logic: a comparison with a null value
+    (or with a value of another type) is unknown, ``not unknown`` is unknown, and only a
+    condition that is true routes. So a null score never matches, in any form."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, filters: list[str] | None = None):
         self.text = text
-        self._tree = ast.parse(text, mode="eval").body
+        try:
+            self._tree = ast.parse(text, mode="eval").body
+        except SyntaxError as exc:
+            raise ValueError(f"routing condition {text!r} does not parse: {exc.msg}") from None
         self._check(self._tree)
+        if filters is not None:
+            self._typecheck(self._tree, set(filters))
 
     def _check(self, node: ast.AST) -> None:
         allowed = (ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.Compare,
@@ -87,27 +110,71 @@ class RouteCondition:
         for sub in ast.walk(node):
             if not isinstance(sub, allowed):
                 raise ValueError(f"routing condition {self.text!r}: {type(sub).__name__} not allowed")
+            if isinstance(sub, ast.Constant) and (isinstance(sub.value, bool) or
+                                                  not isinstance(sub.value, (int, float, str))):
+                raise ValueError(f"routing condition {self.text!r}: constant {sub.value!r} is not a number or a string")
+
+    def _typecheck(self, node: ast.AST, filters: set[str]) -> str | None:
+        """The type of ``node`` (NUMBER, TEXT, ANY; None for a boolean); raises on a mismatch."""
+        if isinstance(node, ast.BoolOp):
+            for v in node.values:
+                self._typecheck(v, filters)
+            return None
+        if isinstance(node, ast.UnaryOp):
+            inner = self._typecheck(node.operand, filters)
+            if isinstance(node.op, ast.USub) and inner not in (NUMBER, ANY):
+                raise ValueError(f"routing condition {self.text!r}: minus applied to a {inner or 'condition'}")
+            return None if isinstance(node.op, ast.Not) else NUMBER
+        if isinstance(node, ast.Compare):
+            types = [self._typecheck(n, filters) for n in (node.left, *node.comparators)]
+            known = {t for t in types if t not in (ANY,)}
+            if None in known:
+                raise ValueError(f"routing condition {self.text!r}: compares a condition")
+            if len(known) > 1:
+                raise ValueError(f"routing condition {self.text!r}: compares a number with a string")
+            return None
+        if isinstance(node, ast.Constant):
+            return TEXT if isinstance(node.value, str) else NUMBER
+        path = self._path(node)
+        if path[0] in FIELD_TYPES and len(path) == 1:
+            return FIELD_TYPES[path[0]]
+        if path[0] in filters:
+            if len(path) == 2 and path[1] in FILTER_FIELD_TYPES:
+                return FILTER_FIELD_TYPES[path[1]]
+            if len(path) == 3 and path[1] == "details":
+                return ANY
+        raise ValueError(f"routing condition {self.text!r}: unknown name {'.'.join(path)!r} "
+                         f"(fields: {sorted(FIELD_TYPES)}; filters: {sorted(filters)})")
+
+    def _path(self, node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Name):
+            return [node.id]
+        if isinstance(node, ast.Attribute):
+            return self._path(node.value) + [node.attr]
+        raise ValueError(f"routing condition {self.text!r}: unexpected {type(node).__name__}")
 
     def __call__(self, annotation: dict) -> bool:
         env = dict(annotation)
         env.update(annotation.get("filters", {}))
-        return bool(self._eval(self._tree, _Namespace(env)))
+        return self._eval(self._tree, _Namespace(env)) is True
 
     def _eval(self, node: ast.AST, ns: _Namespace) -> Any:
         if isinstance(node, ast.BoolOp):
-            vals = (self._eval(v, ns) for v in node.values)
-            return all(vals) if isinstance(node.op, ast.And) else any(vals)
+            vals = [self._eval(v, ns) for v in node.values]
+            if isinstance(node.op, ast.And):
+                return False if False in vals else (None if None in vals else True)
+            return True if True in vals else (None if None in vals else False)
         if isinstance(node, ast.UnaryOp):
             v = self._eval(node.operand, ns)
             if isinstance(node.op, ast.Not):
-                return not v
-            return None if v is None else -v
+                return None if v is None else not v
+            return -v if isinstance(v, (int, float)) else None
         if isinstance(node, ast.Compare):
             left = self._eval(node.left, ns)
             for op, right_node in zip(node.ops, node.comparators):
                 right = self._eval(right_node, ns)
-                if left is None or right is None:
-                    return False
+                if not (_scalar(left) and _scalar(right)) or isinstance(left, str) != isinstance(right, str):
+                    return None  # unknown: a null, or values of different types
                 if not _COMPARE[type(op)](left, right):
                     return False
                 left = right
@@ -120,6 +187,10 @@ class RouteCondition:
         if isinstance(node, ast.Constant):
             return node.value
         raise ValueError(f"unsupported node {type(node).__name__}")
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (int, float, str))
 
 
 def annotation_headers(annotation: dict) -> list[tuple[str, bytes]]:

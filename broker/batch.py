@@ -9,6 +9,7 @@ only when a filter asks.
 from __future__ import annotations
 
 import gzip
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,12 +53,21 @@ class NormalisedAlert:
                   ref_flux: float | None = None) -> None:
         if t is None or not np.isfinite(t):
             return
-        self.lc_ref_flux.append(np.nan if ref_flux is None else float(ref_flux))
+        # Infinite fluxes and negative or infinite errors are as good as missing.
+        self.lc_ref_flux.append(_finite(ref_flux))
         self.lc_time.append(float(t))
-        self.lc_flux.append(np.nan if flux is None else float(flux))
-        self.lc_flux_err.append(np.nan if err is None else float(err))
+        self.lc_flux.append(_finite(flux))
+        err = _finite(err)
+        self.lc_flux_err.append(err if err >= 0 else np.nan)
         self.lc_band.append(BAND_CODE.get(band or "", -1))
         self.lc_kind.append(kind)
+
+
+def _finite(v) -> float:
+    if v is None:
+        return np.nan
+    v = float(v)
+    return v if math.isfinite(v) else np.nan
 
 
 @dataclass

@@ -52,15 +52,23 @@ def _settings_from(args):
 
 def _cmd_run(args) -> int:
     from broker.http import HealthServer
-    from broker.pipeline import Pipeline
+    from broker.pipeline import EXIT_DELIVERY_FAILED, DeliveryFailed, Pipeline, StartupError
 
-    settings = _settings_from(args)
-    logs.configure(settings.log_level)
-    pipeline = Pipeline(settings)
+    try:
+        settings = _settings_from(args)
+        logs.configure(settings.log_level)
+        pipeline = Pipeline(settings)
+    except Exception as exc:  # settings, filters or clients that cannot start: one clear line
+        return _fail(exc)
     pipeline.install_signal_handlers()
     server = HealthServer(pipeline, settings.metrics_port).start() if settings.metrics_port else None
     try:
         summary = pipeline.run()
+    except StartupError as exc:
+        return _fail(exc)
+    except DeliveryFailed as exc:
+        log.error("stopping: outputs not delivered", extra={"error": str(exc)})
+        return EXIT_DELIVERY_FAILED
     finally:
         if server:
             server.stop()
@@ -68,6 +76,20 @@ def _cmd_run(args) -> int:
                                "dead_lettered": sum(summary.dead_lettered.values()),
                                "seconds": round(summary.seconds, 2)})
     return 0
+
+
+def _fail(exc: Exception) -> int:
+    """One line per problem on stderr, naming the setting; exit status 2 (usage)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            print(f"alert-broker: setting {where}: {msg}", file=sys.stderr)
+    else:
+        print(f"alert-broker: {exc}", file=sys.stderr)
+    return 2
 
 
 def _cmd_tail(args) -> int:

@@ -8,7 +8,10 @@ Two framings reach us:
   Ids resolve through a :class:`SchemaSource` (registry first, bundled copies second).
 
 Every failure raises :class:`DecodeError` with a short machine reason (a metric label and a
-dead-letter header) and a human message.
+dead-letter header) and a human message; no other exception leaves :meth:`Decoder.decode`.
+Hostile or broken input is bounded before it is expanded (:class:`DecodeLimits`): message
+size, decompressed size, records per message, and writer schemas whose arrays could hold
+items of zero bytes (an array of 2^36 nulls fits in a few bytes).
 """
 from __future__ import annotations
 
@@ -37,6 +40,17 @@ _HEADER_SCHEMA = fastavro.parse_schema(
         ],
     }
 )
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_message_bytes: int = 10_000_000
+    max_decompressed_bytes: int = 64_000_000  # all blocks of one message together
+    max_records: int = 10_000  # records in one container file
+
+
+class TransientError(Exception):
+    """A fault outside the message (schema registry unreachable): retry, never dead-letter."""
 
 
 class DecodeError(Exception):
@@ -79,14 +93,34 @@ def _read_long(buf: io.BytesIO) -> int:
     return (acc >> 1) ^ -(acc & 1)
 
 
-def _decompress(codec: str, data: bytes) -> bytes:
+def _decompress(codec: str, data: bytes, limit: int) -> bytes:
+    """One block, never expanded past ``limit`` bytes (a deflate bomb stops at the limit)."""
+    too_large = DecodeError("decompressed_too_large", f"a block decompresses past {limit} bytes")
     if codec == "null":
         return data
     if codec == "deflate":
-        return zlib.decompress(data, -15)
+        inflater = zlib.decompressobj(-15)
+        try:
+            raw = inflater.decompress(data, limit + 1)
+        except zlib.error as exc:
+            raise DecodeError("corrupt", f"deflate block: {exc}") from exc
+        if len(raw) > limit or inflater.unconsumed_tail:
+            raise too_large
+        return raw
     if codec == "snappy":
+        if len(data) < 5:
+            raise DecodeError("corrupt", "snappy block shorter than its checksum")
+        body = data[:-4]
+        try:
+            # The raw format states its length up front: check it before allocating.
+            if cramjam.snappy.decompress_raw_len(body) > limit:
+                raise too_large
+            raw = bytes(cramjam.snappy.decompress_raw(body))
+        except DecodeError:
+            raise
+        except Exception as exc:  # cramjam raises its own DecompressionError
+            raise DecodeError("corrupt", f"snappy block: {exc}") from exc
         # Avro's snappy blocks end with a 4-byte CRC32 of the uncompressed data.
-        raw = bytes(cramjam.snappy.decompress_raw(data[:-4]))
         if struct.unpack(">I", data[-4:])[0] != (zlib.crc32(raw) & 0xFFFFFFFF):
             raise DecodeError("corrupt", "snappy block CRC mismatch")
         return raw
@@ -137,9 +171,74 @@ class SchemaCache:
             return DecodeError("invalid_schema", f"writer schema is not JSON: {exc}")
         try:
             # A fresh namespace per schema: versions reuse names like ztf.alert.candidate.
-            return fastavro.parse_schema(raw, named_schemas={})
+            parsed = fastavro.parse_schema(raw, named_schemas={})
         except Exception as exc:  # fastavro raises several types for bad schemas
             return DecodeError("invalid_schema", f"writer schema rejected: {exc}")
+        problem = schema_problem(parsed)
+        return DecodeError("invalid_schema", problem) if problem else parsed
+
+
+_PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why a parsed writer schema cannot carry alerts safely, or None.
+
+    The top level must be a record, and no array may hold items that encode to zero bytes:
+    only then is every decoded object backed by at least one byte of the (bounded) input.
+    """
+    if not isinstance(schema, dict) or schema.get("type") not in ("record", "error"):
+        kind = schema.get("type") if isinstance(schema, dict) else schema
+        return f"writer schema's top level is {str(kind)[:40]!r}, not a record"
+    named: dict[str, dict] = {}
+    arrays: list[Any] = []
+    _collect(schema, named, arrays)
+    if _zero_width(schema, named, frozenset()):
+        return "writer schema's record encodes to zero bytes"
+    for items in arrays:
+        if _zero_width(items, named, frozenset()):
+            return "writer schema has an array whose items encode to zero bytes"
+    return None
+
+
+def _collect(t: Any, named: dict, arrays: list) -> None:
+    if isinstance(t, list):
+        for branch in t:
+            _collect(branch, named, arrays)
+    elif isinstance(t, dict):
+        if "name" in t and t.get("type") in ("record", "error", "enum", "fixed"):
+            named[t["name"]] = t
+        if t.get("type") == "array":
+            arrays.append(t.get("items"))
+        for f in t.get("fields", ()):
+            _collect(f.get("type"), named, arrays)
+        for key in ("items", "values"):
+            if key in t:
+                _collect(t[key], named, arrays)
+        if isinstance(t.get("type"), (dict, list)):
+            _collect(t["type"], named, arrays)
+
+
+def _zero_width(t: Any, named: dict, seen: frozenset) -> bool:
+    if isinstance(t, str):
+        if t in _PRIMITIVES:
+            return t == "null"
+        if t in seen or t not in named:
+            return False  # a recursive record needs at least its own reference: not zero
+        return _zero_width(named[t], named, seen | {t})
+    if isinstance(t, list):
+        return False  # a union writes its branch index: at least one byte
+    if isinstance(t, dict):
+        kind = t.get("type")
+        if kind in ("record", "error"):
+            inner = seen | {t.get("name", "")}
+            return all(_zero_width(f.get("type"), named, inner) for f in t.get("fields", ()))
+        if kind == "fixed":
+            return t.get("size", 0) == 0
+        if kind in ("array", "map", "enum"):
+            return False  # a block count or an index: at least one byte
+        return _zero_width(kind, named, seen)
+    return False
 
 
 class Decoder:
@@ -148,20 +247,32 @@ class Decoder:
     def __init__(
         self,
         resolve_id: Callable[[int], tuple[dict, str | None]],
-        max_message_bytes: int = 10_000_000,
+        limits: DecodeLimits | None = None,
         cache: SchemaCache | None = None,
     ):
         self.cache = cache or SchemaCache()
         self._resolve_id = resolve_id
-        self.max_message_bytes = max_message_bytes
+        self.limits = limits or DecodeLimits()
 
     def decode(self, data: bytes | None) -> DecodedMessage:
+        """The message's records, or :class:`DecodeError`; never any other exception."""
+        try:
+            return self._decode(data)
+        except (DecodeError, TransientError):
+            raise
+        except MemoryError as exc:
+            raise DecodeError("decompressed_too_large", "decoding ran out of memory") from exc
+        except RecursionError as exc:
+            raise DecodeError("invalid_schema", "writer schema or data nested too deeply") from exc
+        except Exception as exc:  # a decoder library's own error on input it did not expect
+            raise DecodeError("corrupt", f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+
+    def _decode(self, data: bytes | None) -> DecodedMessage:
         if not data:
             raise DecodeError("empty", "message value is empty")
-        if len(data) > self.max_message_bytes:
-            raise DecodeError(
-                "too_large", f"message is {len(data)} bytes, limit {self.max_message_bytes}"
-            )
+        limit = self.limits.max_message_bytes
+        if len(data) > limit:
+            raise DecodeError("too_large", f"message is {len(data)} bytes, limit {limit}")
         if data[:4] == OCF_MAGIC:
             return self._decode_ocf(data)
         if data[0] == CONFLUENT_MAGIC and len(data) > 5:
@@ -195,21 +306,31 @@ class Decoder:
         schema_text = meta.get("avro.schema")
         if not schema_text:
             raise DecodeError("corrupt", "container header has no avro.schema")
-        codec = meta.get("avro.codec", b"null").decode() or "null"
+        try:
+            codec = meta.get("avro.codec", b"null").decode("ascii") or "null"
+        except UnicodeDecodeError as exc:
+            raise DecodeError("corrupt", "avro.codec metadata is not ASCII") from exc
         schema = self.cache.get(schema_text)
         sync = header["sync"]
         records: list[dict] = []
         spans: list[tuple[int, int]] = []
         end = len(data)
+        budget = self.limits.max_decompressed_bytes
         while buf.tell() < end:
             count = _read_long(buf)
             size = _read_long(buf)
             if count < 0 or size < 0 or buf.tell() + size + 16 > end:
                 raise DecodeError("truncated", "block runs past the end of the message")
+            if len(records) + count > self.limits.max_records:
+                raise DecodeError("too_many_records",
+                                  f"container holds over {self.limits.max_records} records")
             block = buf.read(size)
             if buf.read(16) != sync:
                 raise DecodeError("corrupt", "sync marker mismatch after a block")
-            raw = _decompress(codec, block)
+            raw = _decompress(codec, block, budget)
+            budget -= len(raw)
+            if count > len(raw):  # every record of a checked schema takes at least one byte
+                raise DecodeError("corrupt", f"block claims {count} records in {len(raw)} bytes")
             rbuf = io.BytesIO(raw)
             for _ in range(count):
                 start = rbuf.tell()

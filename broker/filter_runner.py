@@ -1,14 +1,20 @@
 """Loads the enabled filters once and runs them on each batch with the runtime's policies.
 
 Policies that belong to the runtime, not to a filter: start-up checks of declared fields,
-chunking for a filter's ``max_batch``, timing, metrics, and turning an exception into
-null scores with reason ``error`` (the batch goes on, the pipeline does not stop).
+chunking for a filter's ``max_batch``, timing, metrics, and isolation of faults. A filter
+that raises on a batch is called again on halves of it, down to single alerts, so one bad
+alert nulls only itself (reason ``error:<exception>``); a call that runs past its deadline
+nulls its alerts (``timeout``) and the filter is skipped until that call returns; scores
+that are not finite, nulls without a reason and wrong-length outputs become nulls with
+reason ``invalid_output``. The batch goes on; the pipeline does not stop.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +27,17 @@ log = logging.getLogger(__name__)
 
 
 DRIFT_EVERY_S = 30.0  # PSI over a sliding window is cheap but not free: refresh twice a minute
+# Isolating bad alerts by halving costs about 2k*log2(n/k) calls for k bad alerts in n; one
+# batch may cost at most this many calls, or as many as it has alerts if that is more.
+MIN_CALLS_PER_BATCH = 64
+
+
+class FilterTimeout(Exception):
+    pass
+
+
+class InvalidOutput(ValueError):
+    pass
 
 
 @dataclass
@@ -30,44 +47,97 @@ class LoadedFilter:
     impl: Filter
     consecutive_failures_since: float | None = None
     drift_at: float = 0.0
+    executor: ThreadPoolExecutor | None = None
+    hung: Future | None = None  # a call that ran past its deadline and has not returned
+    calls_left: int = field(default=0, repr=False)
+    last_reason: str = "error"
 
 
 class FilterRunner:
     def __init__(self, names: list[str], device: str = "cpu",
-                 options: dict[str, dict] | None = None):
+                 options: dict[str, dict] | None = None, deadline_s: float = 60.0):
         available = discover()
         unknown = [n for n in names if n not in available]
         if unknown:
             raise ValueError(f"unknown filters {unknown}; installed: {sorted(available)}")
+        self.deadline_s = deadline_s
         self.filters: list[LoadedFilter] = []
         for name in names:
             impl = available[name]()
             check_fields(impl)
             impl.setup(FilterContext(device=device, options=(options or {}).get(name, {})))
             metrics.FILTER_INFO.labels(filter=name).info({"version": impl.version, "device": device})
-            self.filters.append(LoadedFilter(name, impl.version, impl))
+            executor = ThreadPoolExecutor(1, thread_name_prefix=f"filter-{name}")
+            self.filters.append(LoadedFilter(name, impl.version, impl, executor=executor))
             log.info("filter loaded", extra={"filter": name, "version": impl.version, "device": device})
 
     def run(self, batch: AlertBatch) -> dict[str, FilterResult]:
         results: dict[str, FilterResult] = {}
         for f in self.filters:
             start = time.perf_counter()
-            try:
-                result = self._score_chunked(f.impl, batch)
-                result.validate(batch.n, f.name)
-                f.consecutive_failures_since = None
-            except Exception:
-                log.exception("filter failed on a batch", extra={"filter": f.name, "alerts": batch.n})
-                metrics.FILTER_ERRORS.labels(filter=f.name).inc()
+            result = self._isolated(f, batch)
+            failed = sum(1 for r in result.reason if r and r.split(":", 1)[0] in ("error", "timeout"))
+            if batch.n and failed == batch.n:
                 if f.consecutive_failures_since is None:
                     f.consecutive_failures_since = time.monotonic()
-                result = FilterResult.empty(batch.n)
-                result.set_null(np.ones(batch.n, bool), "error")
+            else:
+                f.consecutive_failures_since = None
             metrics.STAGE_SECONDS.labels(stage=f"filter:{f.name}").observe(time.perf_counter() - start)
             _count(f.name, result)
             self._export_drift(f)
             results[f.name] = result
         return results
+
+    def _isolated(self, f: LoadedFilter, batch: AlertBatch) -> FilterResult:
+        result = FilterResult.empty(batch.n)
+        f.calls_left = max(MIN_CALLS_PER_BATCH, batch.n)
+        self._score_into(f, batch, np.arange(batch.n), result)
+        return result
+
+    def _score_into(self, f: LoadedFilter, batch: AlertBatch, idx: np.ndarray, out: FilterResult) -> None:
+        """Score ``idx`` into ``out``; on an exception, halve and try again (bounded)."""
+        if f.calls_left <= 0:  # the budget of this batch is spent: as the last failure
+            _null(out, idx, f.last_reason)
+            return
+        try:
+            f.calls_left -= 1
+            part = self._call(f, batch if len(idx) == batch.n else batch.subset(idx))
+        except FilterTimeout as exc:
+            metrics.FILTER_ERRORS.labels(filter=f.name).inc()
+            log.error("filter call past its deadline", extra={"filter": f.name, "alerts": len(idx), "error": str(exc)})
+            _null(out, idx, "timeout")
+            return
+        except Exception as exc:
+            metrics.FILTER_ERRORS.labels(filter=f.name).inc()
+            f.last_reason = "invalid_output" if isinstance(exc, InvalidOutput) else f"error:{type(exc).__name__}"
+            if len(idx) > 1 and f.calls_left > 0:
+                half = len(idx) // 2
+                self._score_into(f, batch, idx[:half], out)
+                self._score_into(f, batch, idx[half:], out)
+                return
+            reason = f.last_reason
+            log.warning("filter failed", extra={"filter": f.name, "alerts": len(idx), "error": f"{type(exc).__name__}: {exc}"[:300],
+                                                "alert_ids": [int(a) for a in batch.alert_id[idx[:10]]]})
+            _null(out, idx, reason)
+            return
+        out.score[idx] = part.score
+        for j, i in enumerate(idx):
+            out.reason[i] = part.reason[j]
+            out.details[i] = part.details[j] if part.details else {}
+
+    def _call(self, f: LoadedFilter, batch: AlertBatch) -> FilterResult:
+        """One guarded call: on the filter's own thread, within the deadline, output checked."""
+        if f.hung is not None:
+            if not f.hung.done():
+                raise FilterTimeout("an earlier call has not returned")
+            f.hung = None
+        future = f.executor.submit(_score_chunked, f.impl, batch)
+        try:
+            result = future.result(timeout=self.deadline_s)
+        except FutureTimeout:
+            f.hung = future
+            raise FilterTimeout(f"no result within {self.deadline_s}s") from None
+        return sanitise(result, batch.n, f.name)
 
     @staticmethod
     def _export_drift(f: LoadedFilter) -> None:
@@ -76,27 +146,69 @@ class FilterRunner:
         if drift is None or time.monotonic() - f.drift_at < DRIFT_EVERY_S:
             return
         f.drift_at = time.monotonic()
-        for feature, value in drift().items():
+        try:
+            values = drift()
+        except Exception:
+            log.exception("filter drift report failed", extra={"filter": f.name})
+            return
+        for feature, value in values.items():
             metrics.FILTER_DRIFT.labels(filter=f.name, feature=feature).set(value)
-
-    @staticmethod
-    def _score_chunked(impl: Filter, batch: AlertBatch) -> FilterResult:
-        size = impl.max_batch
-        if not size or batch.n <= size:
-            return impl.score(batch)
-        parts = [impl.score(batch.subset(np.arange(s, min(s + size, batch.n))))
-                 for s in range(0, batch.n, size)]
-        return FilterResult(
-            np.concatenate([p.score for p in parts]),
-            [r for p in parts for r in p.reason],
-            [d for p in parts for d in (p.details or [{}] * len(p.score))],
-        )
 
     def failing_for(self) -> float:
         """Seconds the longest-failing filter has failed every batch (0 if none fails)."""
         now = time.monotonic()
         since = [f.consecutive_failures_since for f in self.filters if f.consecutive_failures_since]
         return max((now - s for s in since), default=0.0)
+
+
+def _score_chunked(impl: Filter, batch: AlertBatch) -> FilterResult:
+    size = impl.max_batch
+    if not size or batch.n <= size:
+        return impl.score(batch)
+    parts = [impl.score(batch.subset(np.arange(s, min(s + size, batch.n))))
+             for s in range(0, batch.n, size)]
+    for p in parts:
+        if not isinstance(p, FilterResult):
+            raise InvalidOutput(f"score() returned {type(p).__name__}, not FilterResult")
+    return FilterResult(
+        np.concatenate([np.asarray(p.score, dtype=np.float64) for p in parts]),
+        [r for p in parts for r in p.reason],
+        [d for p in parts for d in (p.details or [{}] * len(p.score))],
+    )
+
+
+def sanitise(result: FilterResult, n: int, name: str) -> FilterResult:
+    """A filter's output as the annotation may carry it, or :class:`InvalidOutput` when its
+    shape is wrong. Per alert: a non-finite score, or a null without a reason, is null with
+    ``invalid_output``."""
+    if not isinstance(result, FilterResult):
+        raise InvalidOutput(f"filter {name} returned {type(result).__name__}, not FilterResult")
+    try:
+        score = np.asarray(result.score, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InvalidOutput(f"filter {name}: scores are not numbers: {exc}") from None
+    reason = list(result.reason)
+    details = list(result.details) if result.details else [{} for _ in range(n)]
+    if len(score) != n or len(reason) != n or len(details) != n:
+        raise InvalidOutput(f"filter {name} returned {len(score)} scores, {len(reason)} reasons, "
+                            f"{len(details)} details for {n} alerts")
+    bad = ~np.isfinite(score)
+    for i in np.flatnonzero(bad):
+        if not (np.isnan(score[i]) and isinstance(reason[i], str) and reason[i]):
+            reason[i] = "invalid_output"
+        score[i] = np.nan
+    for i in np.flatnonzero(~bad):
+        reason[i] = None
+        if not isinstance(details[i], dict):
+            details[i] = {}
+    return FilterResult(score, reason, [d if isinstance(d, dict) else {} for d in details])
+
+
+def _null(out: FilterResult, idx: np.ndarray, reason: str) -> None:
+    for i in idx:
+        out.score[i] = np.nan
+        out.reason[i] = reason
+        out.details[i] = {}
 
 
 def check_fields(impl: Filter) -> None:

@@ -34,6 +34,8 @@ class HealthServer:
         return stalled < LOOP_STALL_S, f"loop turned {stalled:.1f}s ago"
 
     def ready(self) -> tuple[bool, str]:
+        if self.pipeline.fault:
+            return False, self.pipeline.fault
         if not self.pipeline.assigned:
             return False, "no partitions assigned"
         failing = self.pipeline.filters.failing_for()

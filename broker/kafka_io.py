@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker import metrics
@@ -20,10 +20,45 @@ HEADER_DLQ_TOPIC = "alert-broker.dlq.topic"
 HEADER_DLQ_PARTITION = "alert-broker.dlq.partition"
 HEADER_DLQ_OFFSET = "alert-broker.dlq.offset"
 HEADER_DLQ_TIMESTAMP = "alert-broker.dlq.timestamp_ms"
+HEADER_DLQ_ORIGINAL_BYTES = "alert-broker.dlq.original_bytes"  # set when the value was cut
+
+# Delivery errors that concern one message, not the connection: retrying cannot help.
+PER_MESSAGE_ERRORS = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
+                      KafkaError.INVALID_RECORD}
+
+
+class _Once(logging.Filter):
+    """librdkafka repeats a failing connection's error many times a second: keep one a minute."""
+
+    def __init__(self, every_s: float = 60.0):
+        super().__init__()
+        self.every_s = every_s
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = record.getMessage()[:200]
+        now = time.monotonic()
+        if now - self._seen.get(key, -1e9) < self.every_s:
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[key] = now
+        return True
+
+
+_client_log = logging.getLogger("librdkafka")
+_client_log.addFilter(_Once())
+
+
+def _common(kafka: KafkaSettings) -> dict:
+    conf = kafka.client_config()
+    # librdkafka's own log lines go through our JSON logs, deduplicated.
+    conf.update({"logger": _client_log, "log.connection.close": False})
+    return conf
 
 
 def make_consumer(kafka: KafkaSettings, group_id: str, **extra) -> Consumer:
-    conf = kafka.client_config()
+    conf = _common(kafka)
     conf.update(
         {
             "group.id": group_id,
@@ -36,7 +71,6 @@ def make_consumer(kafka: KafkaSettings, group_id: str, **extra) -> Consumer:
             # Eager rebalancing: every member gives up everything and gets a fresh share. The
             # incremental (cooperative) protocol left a revoked partition unowned on Tansu.
             "partition.assignment.strategy": "roundrobin",
-            "log.connection.close": False,
         }
     )
     conf.update(kafka.consumer_extra)
@@ -44,16 +78,20 @@ def make_consumer(kafka: KafkaSettings, group_id: str, **extra) -> Consumer:
     return Consumer(conf)
 
 
-def make_producer(kafka: KafkaSettings, **extra) -> Producer:
-    conf = kafka.client_config()
+def make_producer(kafka: KafkaSettings, delivery_timeout_s: float = 30.0,
+                  queue_messages: int = 100_000, **extra) -> Producer:
+    conf = _common(kafka)
     conf.update(
         {
-            "enable.idempotence": True,  # with acks=all: no duplicates from producer retries
+            # librdkafka retries within delivery.timeout.ms, in order and without duplicates
+            # (idempotence, acks=all); after it, a failure is final.
+            "enable.idempotence": True,
             "acks": "all",
+            "delivery.timeout.ms": int(delivery_timeout_s * 1000),
+            "queue.buffering.max.messages": queue_messages,
             "linger.ms": 5,
             "compression.type": "none",
             "message.max.bytes": 20_000_000,
-            "log.connection.close": False,
         }
     )
     conf.update(kafka.producer_extra)
@@ -68,41 +106,40 @@ class Outgoing:
     key: bytes | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     on_ack: Callable[[], None] | None = None
+    source: object = None  # the input message behind it, to dead-letter it if it cannot go out
 
 
 class DeliveryTracker:
-    """Produces a batch's outputs and reports which were not acknowledged."""
+    """Produces a batch's outputs and reports which were not acknowledged, and why.
+
+    It never produces a message twice: retries are librdkafka's (idempotent, ordered), so a
+    failure reported here is final for that message.
+    """
 
     def __init__(self, producer: Producer):
         self.producer = producer
 
-    def send_all(self, messages: list[Outgoing], timeout_s: float, retries: int = 3) -> list[Outgoing]:
-        pending = messages
-        for attempt in range(retries + 1):
-            failed: list[Outgoing] = []
-            for msg in pending:
-                self._produce(msg, failed)
-            metrics.PRODUCER_QUEUE.set(len(self.producer))  # the batch's outputs waiting for acks
-            deadline = time.monotonic() + timeout_s
-            while self.producer.flush(1.0) > 0:
-                if time.monotonic() > deadline:
-                    break
-            if len(self.producer) > 0:
-                # Still queued after the deadline: unknown outcome, treat as failed.
-                log.error("producer flush timed out", extra={"queued": len(self.producer)})
-                return pending
-            if not failed:
-                return []
-            log.warning("retrying failed deliveries", extra={"failed": len(failed), "attempt": attempt})
-            pending = failed
-        return pending
+    def send_all(self, messages: list[Outgoing], timeout_s: float) -> list[tuple[Outgoing, KafkaError]]:
+        failed: list[tuple[Outgoing, KafkaError]] = []
+        deadline = time.monotonic() + timeout_s
+        for msg in messages:
+            self._produce(msg, failed, deadline)
+        metrics.PRODUCER_QUEUE.set(len(self.producer))  # the batch's outputs waiting for acks
+        while self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic()))) > 0:
+            if time.monotonic() >= deadline:
+                break
+        if len(self.producer) > 0:
+            # Unknown outcome past the deadline: the caller must not commit.
+            log.error("producer flush timed out", extra={"queued": len(self.producer)})
+            raise DeliveryTimeout(f"{len(self.producer)} outputs unacknowledged after {timeout_s:.0f}s")
+        return failed
 
-    def _produce(self, msg: Outgoing, failed: list[Outgoing]) -> None:
+    def _produce(self, msg: Outgoing, failed: list, deadline: float) -> None:
         def on_delivery(err, _m, msg=msg):
             if err is not None:
                 metrics.DELIVERY_ERRORS.labels(topic=msg.topic).inc()
                 log.error("delivery failed", extra={"topic": msg.topic, "error": str(err)})
-                failed.append(msg)
+                failed.append((msg, err))
             elif msg.on_ack is not None:
                 msg.on_ack()
 
@@ -111,12 +148,21 @@ class DeliveryTracker:
                 self.producer.produce(msg.topic, value=msg.value, key=msg.key,
                                       headers=msg.headers, on_delivery=on_delivery)
                 return
-            except BufferError:
-                self.producer.poll(0.5)  # local queue full: let deliveries drain
+            except BufferError:  # local queue full: let deliveries drain
+                if time.monotonic() >= deadline:
+                    raise DeliveryTimeout("producer queue stayed full past the deadline") from None
+                self.producer.poll(0.5)
+            except KafkaException as exc:  # refused locally (e.g. larger than message.max.bytes)
+                failed.append((msg, exc.args[0]))
+                return
+
+
+class DeliveryTimeout(RuntimeError):
+    pass
 
 
 def ensure_topics(kafka: KafkaSettings, topics: list[str], partitions: int = 1) -> None:
-    admin = AdminClient(kafka.client_config())
+    admin = AdminClient(_common(kafka))
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
     if not new:

@@ -22,6 +22,7 @@ COMMITTED_OFFSET = Gauge("alert_broker_committed_offset", "Last committed offset
 REBALANCES = Counter("alert_broker_rebalances_total", "Partition assignment changes", ["kind"], registry=REGISTRY)
 ASSIGNED_PARTITIONS = Gauge("alert_broker_assigned_partitions", "Partitions currently assigned", registry=REGISTRY)
 PRODUCER_QUEUE = Gauge("alert_broker_producer_queue_depth", "Messages waiting in the producer queue", registry=REGISTRY)
+TRANSIENT_FAULTS = Counter("alert_broker_transient_faults_total", "Faults outside the messages that paused the pipeline or were retried (schema_registry, commit)", ["kind"], registry=REGISTRY)
 DELIVERY_ERRORS = Counter("alert_broker_delivery_errors_total", "Produce requests that failed", ["topic"], registry=REGISTRY)
 
 FILTER_SCORED = Counter("alert_broker_filter_scored_total", "Alerts given a score", ["filter"], registry=REGISTRY)

@@ -2,8 +2,14 @@
 
 The only module that knows the order of the steps. A batch's offsets are committed only
 after every output of that batch (annotations, filtered copies, dead letters) is
-acknowledged by Kafka; if any delivery fails for good the process stops without committing,
-so a restart reprocesses the batch (duplicates possible, losses not).
+acknowledged by Kafka. Faults are sorted by whose they are:
+* a message's own (undecodable, too large, an alert a filter fails on): a dead letter or a
+  null score with a reason, and the stream goes on;
+* the world's, for a while (schema registry unreachable, Kafka unreachable): consumption
+  pauses, ``/readyz`` says why, the same batch is tried again with backoff;
+* final for the process (an output Kafka refused after librdkafka's retries, or no
+  acknowledgement within ``timeouts.delivery_s``): :class:`DeliveryFailed`, exit non-zero
+  without committing, and the batch is reprocessed after the restart (duplicates, never loss).
 """
 from __future__ import annotations
 
@@ -12,101 +18,54 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from broker import metrics
-from broker.annotations import (
-    BROKER_VERSION, RouteCondition, annotation_headers, encode_annotation, filter_output,
-)
-from broker.batch import AlertBatch, NormalisedAlert
-from broker.codec import DecodeError, Decoder, encode_container
+from broker.batch import AlertBatch
+from broker.codec import DecodeError, TransientError
 from broker.filter_runner import FilterRunner
-from broker.kafka_io import (
-    HEADER_DLQ_ERROR, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON,
-    HEADER_DLQ_TIMESTAMP, HEADER_DLQ_TOPIC, DeliveryTracker, Outgoing, make_consumer, make_producer,
-)
-from broker.schema_store import RegistryClient, SchemaResolver
+from broker.ingest import Decoded, build_decoder, decode_messages
+from broker.kafka_io import PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer
+from broker.outputs import OutputBuilder, RunSummary
 from broker.settings import Settings
-from broker.surveys import normalise
 
 log = logging.getLogger(__name__)
-
 
 _REBALANCE_ERRORS = {
     KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._NO_OFFSET, KafkaError._STATE,
 }
+EXIT_DELIVERY_FAILED = 3  # outputs not acknowledged: nothing committed, restart reprocesses
+EXIT_ABANDONED = 4  # shutdown deadline passed mid-batch: nothing committed for it
 
 
 class DeliveryFailed(RuntimeError):
     pass
 
 
-@dataclass
-class RunSummary:
-    consumed: int = 0
-    annotated: int = 0
-    dead_lettered: Counter = field(default_factory=Counter)
-    routed: Counter = field(default_factory=Counter)
-    scored: Counter = field(default_factory=Counter)
-    nulls: Counter = field(default_factory=Counter)
-    batches: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class _Decoded:
-    alerts: list[NormalisedAlert] = field(default_factory=list)
-    forward: list[bytes] = field(default_factory=list)  # bytes to forward, per alert
-    source: list = field(default_factory=list)  # the Kafka message, per alert
-    dead: list[tuple] = field(default_factory=list)  # (message, DecodeError)
-
-
-def build_decoder(settings: Settings) -> Decoder:
-    reg = settings.schema_registry
-    registry = RegistryClient(reg.url, reg.username, reg.secret()) if reg.url else None
-    return Decoder(SchemaResolver(registry), max_message_bytes=settings.max_message_bytes)
-
-
-def decode_messages(decoder: Decoder, messages: list) -> _Decoded:
-    out = _Decoded()
-    for m in messages:
-        value = m.value()
-        try:
-            decoded = decoder.decode(value)
-            alerts = [normalise(r, decoded) for r in decoded.records]
-        except DecodeError as exc:
-            out.dead.append((m, exc))
-            continue
-        multi = len(alerts) > 1
-        for j, alert in enumerate(alerts):
-            out.alerts.append(alert)
-            if multi:  # one alert of a multi-record file: its own single-record container
-                a, b, raw = decoded.record_spans[j]
-                out.forward.append(encode_container(decoded.schema_text, [raw[a:b]]))
-            else:
-                out.forward.append(value)
-            out.source.append(m)
-    return out
+class StartupError(RuntimeError):
+    pass
 
 
 class Pipeline:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.decoder = build_decoder(settings)
-        self.filters = FilterRunner(settings.filters, settings.resolved_device(), settings.filter_options)
-        self.routes = [(r.topic, RouteCondition(r.condition)) for r in settings.routes]
+        self.filters = FilterRunner(settings.filters, settings.resolved_device(), settings.filter_options,
+                                    deadline_s=settings.timeouts.filter_s)
         self.summary = RunSummary()
+        self.outputs = OutputBuilder(settings, [(f.name, f.version) for f in self.filters.filters], self.summary)
         self._stop = False
         self._assigned: set[tuple[str, int]] = set()
         self._joined = False  # the idle clock starts once the group has given us a share
         self._last_activity = time.monotonic()
         self.last_loop = time.monotonic()  # for /healthz
+        self.fault: str | None = None  # a transient fault in progress, for /readyz
+        self._kafka_ok_at = time.monotonic()
         self.consumer = make_consumer(settings.kafka, settings.group_id)
-        self.producer = make_producer(settings.kafka)
+        self.producer = make_producer(settings.kafka, settings.timeouts.delivery_s,
+                                      settings.limits.producer_queue_messages)
         self.tracker = DeliveryTracker(self.producer)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -124,7 +83,7 @@ class Pipeline:
         # Nothing uncommitted is lost: the next owner of these partitions reprocesses it.
         log.warning("shutdown deadline passed; abandoning the batch in flight uncommitted")
         logging.shutdown()
-        os._exit(0)
+        os._exit(EXIT_ABANDONED)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -143,15 +102,25 @@ class Pipeline:
         log.info("partitions assigned", extra={"partitions": sorted(self._assigned)})
 
     def _on_revoke(self, consumer, partitions) -> None:
-        # Batches are processed and committed before the next poll, and revocation runs
-        # inside poll: nothing acknowledged-but-uncommitted exists for these partitions.
+        # Batches are committed before the next poll and revocation runs inside poll, except
+        # while a batch waits out a transient fault: that batch is then dropped uncommitted.
         metrics.REBALANCES.labels(kind="revoke").inc()
         self._assigned.difference_update((p.topic, p.partition) for p in partitions)
         metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
 
+    def check_kafka(self) -> None:
+        """Fail at start-up, in one clear line, when Kafka does not answer."""
+        s = self.settings
+        try:
+            self.consumer.list_topics(timeout=s.timeouts.startup_s)
+        except KafkaException as exc:
+            raise StartupError(f"kafka.bootstrap {s.kafka.bootstrap}: no answer within "
+                               f"{s.timeouts.startup_s:.0f}s ({exc.args[0].str()})") from None
+
     def run(self) -> RunSummary:
         s = self.settings
         start = time.monotonic()
+        self.check_kafka()
         self.consumer.subscribe(list(s.input_topics), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
@@ -162,9 +131,12 @@ class Pipeline:
                 metrics.STAGE_SECONDS.labels(stage="poll").observe(time.perf_counter() - t0)
                 messages = [m for m in messages if self._usable(m)]
                 if messages:
+                    self._kafka_ok_at = time.monotonic()
                     self.process(messages)
                     self._last_activity = time.monotonic()
-                elif self._idle_for() > (s.exit_when_idle_s if s.exit_when_idle_s is not None else float("inf")):
+                    continue
+                self._probe_kafka()
+                if self._idle_for() > (s.exit_when_idle_s if s.exit_when_idle_s is not None else float("inf")):
                     log.info("inputs idle, stopping", extra={"idle_s": s.exit_when_idle_s})
                     break
         finally:
@@ -172,11 +144,27 @@ class Pipeline:
             self.summary.seconds = time.monotonic() - start
         return self.summary
 
+    def _probe_kafka(self) -> None:
+        """While idle, ask for metadata now and then: /readyz must see a broker that stalls."""
+        if time.monotonic() - self._kafka_ok_at < self.settings.timeouts.broker_probe_s:
+            return
+        try:
+            self.consumer.list_topics(self.settings.input_topics[0], timeout=2.0)
+        except KafkaException as exc:
+            if self.fault is None or self.fault.startswith("kafka"):
+                self.fault = f"kafka unreachable: {exc.args[0].str()}"
+            self._kafka_ok_at = time.monotonic() - self.settings.timeouts.broker_probe_s + 1.0
+            return
+        if self.fault and self.fault.startswith("kafka"):
+            log.info("kafka reachable again")
+            self.fault = None
+        self._kafka_ok_at = time.monotonic()
+
     def _idle_for(self) -> float:
         return time.monotonic() - self._last_activity if self._joined else 0.0
 
     def close(self) -> None:
-        self.producer.flush(self.settings.shutdown_deadline_s)
+        self.producer.flush(min(5.0, self.settings.shutdown_deadline_s))
         self.consumer.close()  # leaves the group so partitions move on at once
 
     @staticmethod
@@ -190,27 +178,24 @@ class Pipeline:
 
     # -- one batch -------------------------------------------------------------------------
     def process(self, messages: list) -> None:
-        s = self.settings
         for m in messages:
             metrics.CONSUMED.labels(topic=m.topic()).inc()
         metrics.BATCH_SIZE.observe(len(messages))
         t0 = time.perf_counter()
-        decoded = decode_messages(self.decoder, messages)
+        decoded = self._decode_or_wait(messages)
+        if decoded is None:
+            return  # stopped or revoked while waiting: uncommitted, the owner reprocesses
         batch = AlertBatch(decoded.alerts, decoded.forward)
         for survey in batch.survey:
             metrics.DECODED.labels(survey=survey).inc()
         metrics.STAGE_SECONDS.labels(stage="decode").observe(time.perf_counter() - t0)
 
         results = self.filters.run(batch) if batch.n else {}
-        now_ms = int(time.time() * 1000)
-        outgoing = self._annotated_outputs(batch, decoded, results, now_ms)
-        outgoing += [self._dead_letter(m, exc) for m, exc in decoded.dead]
-
+        outgoing = self.outputs.annotated(batch, decoded.source, results, int(time.time() * 1000))
+        outgoing += [self.outputs.dead_letter(m, exc) for m, exc in decoded.dead]
         t0 = time.perf_counter()
-        failed = self.tracker.send_all(outgoing, timeout_s=s.shutdown_deadline_s)
+        self._deliver(outgoing)
         metrics.STAGE_SECONDS.labels(stage="produce").observe(time.perf_counter() - t0)
-        if failed:
-            raise DeliveryFailed(f"{len(failed)} outputs not acknowledged; offsets not committed")
         acked = time.time()
         for m in messages:
             ts_type, ts = m.timestamp()
@@ -226,77 +211,59 @@ class Pipeline:
         log.info("batch committed", extra={"messages": len(messages), "alerts": batch.n,
                                            "dead_letters": len(decoded.dead)})
 
-    def _annotated_outputs(self, batch: AlertBatch, decoded: _Decoded, results: dict, now_ms: int) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        s = self.settings
-        for i in range(batch.n):
-            src = decoded.source[i]
-            ts_type, ts = src.timestamp()
-            ann = {
-                "survey": str(batch.survey[i]),
-                "object_id": str(batch.object_id[i]),
-                "alert_id": int(batch.alert_id[i]),
-                "schema_version": batch.schema_version[i],
-                "source_topic": src.topic(),
-                "source_partition": src.partition(),
-                "source_offset": src.offset(),
-                "kafka_timestamp_ms": ts if ts_type and ts > 0 else None,
-                "processed_at_ms": now_ms,
-                "broker_version": BROKER_VERSION,
-                "filters": {
-                    f.name: filter_output(
-                        results[f.name].score[i], f.version, results[f.name].reason[i],
-                        results[f.name].details[i] if results[f.name].details else None,
-                    )
-                    for f in self.filters.filters
-                },
-            }
-            key = ann["object_id"].encode() or None
-            out.append(Outgoing(s.annotations_topic, encode_annotation(ann), key,
-                                on_ack=self._count_annotated(ann)))
-            headers = None
-            for topic, cond in self.routes:
-                if cond(ann):
-                    headers = headers or annotation_headers(ann)
-                    out.append(Outgoing(topic, decoded.forward[i], key, headers,
-                                        on_ack=self._count_routed(topic)))
-        return out
+    def _decode_or_wait(self, messages: list) -> Decoded | None:
+        """Decode the batch; on a transient fault pause consumption and try again with backoff."""
+        delay = self.settings.timeouts.backoff_initial_s
+        partitions = {(m.topic(), m.partition()) for m in messages}
+        while True:
+            try:
+                decoded = decode_messages(self.decoder, messages, self.settings)
+            except TransientError as exc:
+                metrics.TRANSIENT_FAULTS.labels(kind="schema_registry").inc()
+                log.warning("transient fault; pausing", extra={"error": str(exc), "retry_in_s": delay})
+                self.fault = f"schema registry: {exc}"
+                if not self._wait_paused(delay) or not partitions <= self._assigned:
+                    log.warning("batch dropped uncommitted while waiting", extra={"stopping": self._stop})
+                    return None
+                delay = min(delay * 2, self.settings.timeouts.backoff_max_s)
+                continue
+            if self.fault and self.fault.startswith("schema registry"):
+                log.info("transient fault over", extra={"fault": self.fault})
+                self.fault = None
+            return decoded
 
-    def _count_annotated(self, ann: dict):
-        def ack():
-            metrics.ANNOTATED.labels(survey=ann["survey"]).inc()
-            self.summary.annotated += 1
-            for name, fo in ann["filters"].items():
-                if fo["score"] is None:
-                    self.summary.nulls[(name, fo["reason"])] += 1
-                else:
-                    self.summary.scored[name] += 1
-        return ack
+    def _wait_paused(self, seconds: float) -> bool:
+        """Sleep with every partition paused, still serving the group; False if stopping."""
+        assignment = self.consumer.assignment()
+        self.consumer.pause(assignment)
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not self._stop:
+                self.last_loop = time.monotonic()  # waiting on purpose is not a stalled loop
+                m = self.consumer.poll(min(0.2, max(0.0, end - time.monotonic())))
+                if m is not None and m.error() is None:  # fetched before the pause: read it again later
+                    self.consumer.seek(TopicPartition(m.topic(), m.partition(), m.offset()))
+        finally:
+            self.consumer.resume(self.consumer.assignment())
+        return not self._stop
 
-    def _count_routed(self, topic: str):
-        def ack():
-            metrics.ROUTED.labels(topic=topic).inc()
-            self.summary.routed[topic] += 1
-        return ack
-
-    def _dead_letter(self, m, exc: DecodeError) -> Outgoing:
-        ts_type, ts = m.timestamp()
-        headers = list(m.headers() or []) + [
-            (HEADER_DLQ_REASON, exc.reason.encode()),
-            (HEADER_DLQ_ERROR, str(exc)[:1000].encode()),
-            (HEADER_DLQ_TOPIC, m.topic().encode()),
-            (HEADER_DLQ_PARTITION, str(m.partition()).encode()),
-            (HEADER_DLQ_OFFSET, str(m.offset()).encode()),
-            (HEADER_DLQ_TIMESTAMP, str(ts if ts_type else -1).encode()),
-        ]
-        log.warning("dead-lettered", extra={"reason": exc.reason, "error": str(exc)[:200],
-                                            "topic": m.topic(), "partition": m.partition(), "offset": m.offset()})
-
-        def ack(reason=exc.reason):
-            metrics.DEAD_LETTERED.labels(reason=reason).inc()
-            self.summary.dead_lettered[reason] += 1
-
-        return Outgoing(self.settings.dlq_topic, m.value() or b"", m.key(), headers, on_ack=ack)
+    def _deliver(self, outgoing: list) -> None:
+        """Every output acknowledged, or :class:`DeliveryFailed`. An output Kafka refuses for
+        itself (too large for its topic) is replaced by a dead letter of its input."""
+        deadline_s = self.settings.timeouts.delivery_s
+        try:
+            failed = self.tracker.send_all(outgoing, timeout_s=deadline_s)
+            refused = [(o, e) for o, e in failed if e.code() in PER_MESSAGE_ERRORS and o.source is not None
+                       and o.topic != self.settings.dlq_topic]
+            if len(refused) == len(failed) and refused:
+                letters = [self.outputs.dead_letter(o.source, DecodeError("output_refused", f"{o.topic}: {e.str()}"))
+                           for o, e in refused]
+                failed = self.tracker.send_all(letters, timeout_s=deadline_s)
+        except DeliveryTimeout as exc:
+            raise DeliveryFailed(f"{exc}; offsets not committed") from None
+        if failed:
+            raise DeliveryFailed(f"{len(failed)} outputs not acknowledged ({failed[0][1].str()}); "
+                                 "offsets not committed")
 
     def _commit(self, messages: list) -> None:
         last: dict[tuple[str, int], int] = {}
@@ -308,7 +275,11 @@ class Pipeline:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() not in _REBALANCE_ERRORS:
-                raise
+                # Kafka unreachable for a moment: the next batch's commit of these partitions
+                # covers this one; after a crash meanwhile the cost is duplicates, not loss.
+                metrics.TRANSIENT_FAULTS.labels(kind="commit").inc()
+                log.warning("commit failed; the next commit covers it", extra={"error": str(exc)})
+                return
             # The group moved on while this batch was in flight: its partitions now belong to
             # another member, which re-reads from the last commit. Outputs were acknowledged,
             # so the cost is duplicates, never loss.
@@ -316,6 +287,7 @@ class Pipeline:
             log.warning("commit refused after a rebalance; the new owner will reprocess",
                         extra={"error": str(exc), "offsets": str([(o.topic, o.partition, o.offset) for o in offsets])})
             return
+        self._kafka_ok_at = time.monotonic()
         for tp in offsets:
             metrics.COMMITTED_OFFSET.labels(topic=tp.topic, partition=str(tp.partition)).set(tp.offset)
         self._update_lag(offsets)

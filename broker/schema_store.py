@@ -10,12 +10,13 @@ import base64
 import json
 import logging
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import fastavro
 
-from broker.codec import DecodeError, schema_version_of
+from broker.codec import DecodeError, TransientError, schema_problem, schema_version_of
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,17 @@ class BundledLsstSchemas:
         return entry
 
 
+class SchemaNotFound(LookupError):
+    """The registry answered that it has no schema under this id (a permanent fault)."""
+
+
 class RegistryClient:
-    """Minimal client of the Confluent schema-registry REST API (``GET /schemas/ids/{id}``)."""
+    """Minimal client of the Confluent schema-registry REST API (``GET /schemas/ids/{id}``).
+
+    A 404 is an answer (:class:`SchemaNotFound`); no answer at all (refused, timed out, 5xx,
+    a body that is not the API's) is :class:`TransientError`: the registry is having a bad
+    minute, and the alerts waiting on it must not be dead-lettered for it.
+    """
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None,
                  timeout_s: float = 5.0):
@@ -97,30 +107,50 @@ class RegistryClient:
         req.add_header("Accept", "application/vnd.schemaregistry.v1+json")
         if self._auth:
             req.add_header("Authorization", self._auth)
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-            body = json.loads(resp.read())
-        return json.loads(body["schema"])
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                body = json.loads(resp.read())
+            return json.loads(body["schema"])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise SchemaNotFound(f"registry has no schema id {schema_id}") from exc
+            raise TransientError(f"schema registry answered HTTP {exc.code}") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # URLError is an OSError
+            raise TransientError(f"schema registry unreachable: {exc}") from exc
 
 
 class SchemaResolver:
     """Confluent id -> (parsed schema, version). Registry first, bundled copy second."""
 
-    RETRY_UNKNOWN_S = 60.0  # a missing id may be published later: do not remember it forever
+    RETRY_UNKNOWN_S = 60.0  # an id the registry lacks may be published later: ask again then
 
     def __init__(self, registry: RegistryClient | None = None,
                  bundled: BundledLsstSchemas | None = None):
         self.registry = registry
         self.bundled = bundled or BundledLsstSchemas()
-        self._cache: dict[int, tuple[dict, str | None]] = {}
+        self._cache: dict[int, tuple[dict, str | None] | DecodeError] = {}
         self._unknown: dict[int, float] = {}
 
     def __call__(self, schema_id: int) -> tuple[dict, str | None]:
         hit = self._cache.get(schema_id)
+        if isinstance(hit, DecodeError):
+            raise hit
         if hit is not None:
             return hit
         if time.monotonic() - self._unknown.get(schema_id, -1e9) < self.RETRY_UNKNOWN_S:
             raise DecodeError("unknown_schema_id", f"schema id {schema_id} is not known")
-        entry = self._from_registry(schema_id) or self.bundled.get(schema_id)
+        try:
+            entry = self._from_registry(schema_id)
+        except TransientError:
+            # A bundled copy of the same id is as good as the registry's; without one the
+            # alert waits for the registry (the caller retries) instead of being dead-lettered.
+            entry = self.bundled.get(schema_id)
+            if entry is None:
+                raise
+        except DecodeError as exc:  # the registry's schema is unusable: remember the verdict
+            self._cache[schema_id] = exc
+            raise
+        entry = entry or self.bundled.get(schema_id)
         if entry is None:
             self._unknown[schema_id] = time.monotonic()
             raise DecodeError("unknown_schema_id", f"schema id {schema_id} is not known")
@@ -132,10 +162,18 @@ class SchemaResolver:
             return None
         try:
             raw = self.registry.fetch(schema_id)
-        except Exception as exc:  # registry down or id missing: fall back to bundled copies
-            log.warning("schema registry lookup of id %s failed: %s", schema_id, exc)
-            return None
-        parsed = fastavro.parse_schema(raw, named_schemas={})
+        except SchemaNotFound:
+            return None  # the bundled copies may still know it
+        except TransientError as exc:
+            log.warning("schema registry lookup failed", extra={"schema_id": schema_id, "error": str(exc)})
+            raise
+        try:
+            parsed = fastavro.parse_schema(raw, named_schemas={})
+        except Exception as exc:
+            raise DecodeError("invalid_schema", f"registry schema id {schema_id} does not parse: {exc}") from exc
+        problem = schema_problem(parsed)
+        if problem:
+            raise DecodeError("invalid_schema", f"registry schema id {schema_id}: {problem}")
         version = schema_version_of(raw)
         if version is None:
             major, minor = lsst_version_of_id(schema_id)

@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,7 +30,16 @@ def _read_secret(value: SecretStr | None, path: str | None) -> str | None:
     return None
 
 
-class KafkaSettings(BaseModel, frozen=True):
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names it."""
+
+
+class _Section(BaseModel):
+    # A typo in a nested key (``bootstrap_servers``, ``sasl_pasword``) is an error, not a default.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
     bootstrap: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None  # Rubin: SCRAM-SHA-512
@@ -57,7 +66,7 @@ class KafkaSettings(BaseModel, frozen=True):
         return conf
 
 
-class SchemaRegistrySettings(BaseModel, frozen=True):
+class SchemaRegistrySettings(_Section):
     url: str | None = None
     username: str | None = None
     password: SecretStr | None = None
@@ -67,14 +76,39 @@ class SchemaRegistrySettings(BaseModel, frozen=True):
         return _read_secret(self.password, self.password_file)
 
 
-class RouteRule(BaseModel, frozen=True):
+class RouteRule(_Section):
     topic: str
     condition: str  # e.g. "quality.score > 0.5 and survey == 'ztf'"
 
 
-class BatchSettings(BaseModel, frozen=True):
+class BatchSettings(_Section):
     max_alerts: int = Field(500, ge=1)
     max_wait_ms: int = Field(500, ge=1)
+
+
+class LimitSettings(_Section):
+    """Bounds against hostile or broken streams; what exceeds one is dead-lettered with a reason."""
+
+    max_message_bytes: int = Field(10_000_000, ge=1)  # reason too_large
+    max_decompressed_bytes: int = Field(64_000_000, ge=1)  # decompressed_too_large
+    max_records_per_message: int = Field(10_000, ge=1)  # too_many_records
+    max_history_points: int = Field(20_000, ge=1)  # history_too_long
+    max_cutout_bytes: int = Field(4_000_000, ge=1)  # cutout_too_large
+    # A dead letter carries at most this much of the original (the rest stays in the input
+    # topic at the offset its headers give): Kafka's default topic limit is 1 MB.
+    max_dead_letter_bytes: int = Field(900_000, ge=1024)
+    producer_queue_messages: int = Field(100_000, ge=100)  # queue.buffering.max.messages
+
+
+class TimeoutSettings(_Section):
+    """How long to wait, and how to back off, when something outside a message fails."""
+
+    startup_s: float = Field(30.0, gt=0)  # Kafka must answer within this at start-up
+    delivery_s: float = Field(30.0, gt=0)  # a batch's outputs acknowledged within this, or exit
+    filter_s: float = Field(60.0, gt=0)  # one filter call; past it the alerts get "timeout"
+    backoff_initial_s: float = Field(0.5, gt=0)  # transient faults: first pause, doubled
+    backoff_max_s: float = Field(30.0, gt=0)
+    broker_probe_s: float = Field(5.0, gt=0)  # idle: ask Kafka for metadata this often
 
 
 class Settings(BaseSettings):
@@ -93,7 +127,8 @@ class Settings(BaseSettings):
     filters: list[str] = ["quality"]
     filter_options: dict[str, dict[str, Any]] = {}
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_message_bytes: int = 10_000_000
+    limits: LimitSettings = LimitSettings()
+    timeouts: TimeoutSettings = TimeoutSettings()
     metrics_port: int | None = None
     exit_when_idle_s: float | None = None
     shutdown_deadline_s: float = 30.0
@@ -105,6 +140,17 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [s.strip() for s in v.split(",") if s.strip()]
         return v
+
+    @model_validator(mode="after")
+    def _check_routes(self):
+        from broker.annotations import RouteCondition  # annotations imports settings' siblings
+
+        for i, rule in enumerate(self.routes):
+            try:
+                RouteCondition(rule.condition, filters=self.filters)
+            except ValueError as exc:
+                raise ValueError(f"routes[{i}] ({rule.topic}): {exc}") from None
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -124,6 +170,8 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> "Settings":
         """Settings from ``path`` (YAML), the environment, then ``overrides`` (flags)."""
+        if path is not None and not Path(path).is_file():
+            raise SettingsError(f"config file {path} does not exist")
         token = _yaml_path.set(Path(path) if path else None)
         try:
             return cls(**{k: v for k, v in overrides.items() if v is not None})

@@ -8,24 +8,54 @@ from broker.codec import DecodeError, DecodedMessage, Decoder
 from broker.surveys import lsst, ztf
 
 
-def detect_survey(record: dict) -> str:
-    """By content, not by record name: brokers rename records to ``topLevelRecord``."""
+# Writer-schema namespaces we read. ELAsTiCC is Rubin's own data model, simulated.
+_NAMESPACE_SURVEY = {"ztf": "ztf", "lsst": "lsst", "elasticc": "lsst"}
+# Broker re-serialisations (Spark's default record names) say nothing: judge by content.
+_ANONYMOUS = {"", "topLevelRecord", "topLevelRecord.value"}
+
+
+def detect_survey(record: dict, schema_name: str = "") -> str:
+    """By the writer schema's name where it tells (PGIR, WINTER and ZUDS alerts carry
+    ZTF-like fields under their own names), by content for anonymous re-serialisations."""
+    if schema_name not in _ANONYMOUS:
+        survey = _NAMESPACE_SURVEY.get(schema_name.split(".", 1)[0] if "." in schema_name else "")
+        if survey is None:
+            raise DecodeError("unsupported_survey",
+                              f"writer schema {schema_name[:80]!r} is not a ZTF or Rubin/LSST alert")
     if isinstance(record.get("candidate"), dict):
-        return "ztf"
-    if isinstance(record.get("diaSource"), dict):
-        return "lsst"
-    raise DecodeError("unsupported_survey", "record has neither a ZTF candidate nor an LSST diaSource")
+        content = "ztf"
+    elif isinstance(record.get("diaSource"), dict):
+        content = "lsst"
+    else:
+        raise DecodeError("unsupported_survey", f"record of {schema_name[:80] or 'an anonymous schema'!r} "
+                          "has neither a ZTF candidate nor an LSST diaSource")
+    if schema_name not in _ANONYMOUS and content != survey:
+        raise DecodeError("unsupported_survey", f"writer schema {schema_name[:80]!r} holds a {content} record")
+    return content
 
 
 def normalise(record: dict, message: DecodedMessage) -> NormalisedAlert:
-    survey = detect_survey(record)
+    if not isinstance(record, dict):
+        raise DecodeError("unsupported_survey", "the decoded record is not a record")
+    survey = detect_survey(record, message.schema_name)
     adapter = ztf if survey == "ztf" else lsst
     try:
         return adapter.normalise(record, message)
     except DecodeError:
         raise
     except Exception as exc:  # a record the schema allowed but our adapter cannot use
-        raise DecodeError("normalise_failed", f"{survey}: {type(exc).__name__}: {exc}") from exc
+        raise DecodeError("normalise_failed", f"{survey}: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def check_alert_limits(alert: NormalisedAlert, max_history: int, max_cutout_bytes: int) -> None:
+    """Bounds on what one alert may bring into a batch (padded arrays grow with the longest)."""
+    if len(alert.lc_time) > max_history:
+        raise DecodeError("history_too_long",
+                          f"light curve of {len(alert.lc_time)} points, limit {max_history}")
+    for kind, data in alert.cutouts.items():
+        if data is not None and len(data) > max_cutout_bytes:
+            raise DecodeError("cutout_too_large",
+                              f"cutout{kind} of {len(data)} bytes, limit {max_cutout_bytes}")
 
 
 def decode_alerts(payloads: Iterable[bytes], decoder: Decoder) -> list[NormalisedAlert]:

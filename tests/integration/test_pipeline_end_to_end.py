@@ -66,7 +66,7 @@ def test_replay_run_tail_every_alert_once(kafka, tmp_path):
     n_garbage = sum(len(v) for v in garbage.values())
 
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"routes:\n  - {{topic: {GOOD}, condition: 'quality.score >= 1'}}\nmax_message_bytes: 500000\n"
+    cfg.write_text(f"routes:\n  - {{topic: {GOOD}, condition: 'quality.score >= 1'}}\nlimits: {{max_message_bytes: 500000}}\n"
                    "kafka: {session_timeout_ms: 6000}\nbatch: {max_alerts: 300, max_wait_ms: 200}\n")
     run = subprocess.run(
         [sys.executable, "-m", "broker.cli", "run", "--config", str(cfg), "--bootstrap", kafka.bootstrap,

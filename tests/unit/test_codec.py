@@ -6,7 +6,7 @@ import struct
 import fastavro
 import pytest
 
-from broker.codec import DecodeError, Decoder, SchemaCache, encode_confluent, split_container
+from broker.codec import DecodeError, DecodeLimits, Decoder, SchemaCache, encode_confluent, split_container
 from broker.schema_store import SchemaResolver
 from tests.conftest import FIXTURES, shared_or_skip
 
@@ -73,7 +73,7 @@ def test_garbage_empty_truncated_and_oversized(decoder):
         with pytest.raises(DecodeError) as info:
             decoder.decode(data)
         assert info.value.reason == reason, (data[:8], info.value)
-    small = Decoder(SchemaResolver(), max_message_bytes=1000)
+    small = Decoder(SchemaResolver(), limits=DecodeLimits(max_message_bytes=1000))
     with pytest.raises(DecodeError) as info:
         small.decode(good)
     assert info.value.reason == "too_large"

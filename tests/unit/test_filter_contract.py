@@ -55,7 +55,7 @@ def test_runner_turns_an_exception_into_nulls(sample_batch, monkeypatch):
     runner = FilterRunner(["quality"])
     monkeypatch.setattr(runner.filters[0].impl, "score", lambda batch: 1 / 0)
     result = runner.run(sample_batch)["quality"]
-    assert np.isnan(result.score).all() and set(result.reason) == {"error"}
+    assert np.isnan(result.score).all() and set(result.reason) == {"error:ZeroDivisionError"}
     assert runner.failing_for() >= 0 and runner.filters[0].consecutive_failures_since is not None
 
 
