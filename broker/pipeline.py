@@ -107,6 +107,8 @@ class Pipeline:
         metrics.REBALANCES.labels(kind="revoke").inc()
         self._assigned.difference_update((p.topic, p.partition) for p in partitions)
         metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
+        self._last_activity = time.monotonic()
+        log.info("partitions revoked", extra={"partitions": sorted((p.topic, p.partition) for p in partitions)})
 
     def check_kafka(self) -> None:
         """Fail at start-up, in one clear line, when Kafka does not answer."""
@@ -161,7 +163,11 @@ class Pipeline:
         self._kafka_ok_at = time.monotonic()
 
     def _idle_for(self) -> float:
-        return time.monotonic() - self._last_activity if self._joined else 0.0
+        """Idle means assigned partitions with nothing new; waiting for the group is not idle."""
+        if not self._joined or not self._assigned:
+            self._last_activity = time.monotonic()
+            return 0.0
+        return time.monotonic() - self._last_activity
 
     def close(self) -> None:
         self.producer.flush(min(5.0, self.settings.shutdown_deadline_s))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from broker.annotations import (
@@ -59,3 +60,42 @@ def test_headers_carry_annotation_json():
     h = dict(annotation_headers(_ann()))
     assert h["alert-broker.alert_id"] == b"123"
     assert json.loads(h[HEADER_ANNOTATION])["filters"]["quality"]["score"] == 0.8
+
+
+@pytest.mark.parametrize("cond", [
+    "not quality.score >= 1", "not quality.score < 0", "not (quality.score > 0.5 and survey == 'ztf')",
+    "quality.score > 0.5 or not quality.score > 0.5", "-quality.score < 0", "quality.score != 0.3",
+])
+def test_a_null_score_never_matches_in_any_form(cond):
+    assert RouteCondition(cond)(_ann(float("nan"), "missing:rb")) is False
+
+
+def test_values_of_another_type_are_unknown_at_run_time():
+    ann = _ann()
+    ann["filters"]["quality"]["details"]["failed"] = "rb"
+    assert RouteCondition("quality.details.failed > 1")(ann) is False
+    assert RouteCondition("not quality.details.failed > 1")(ann) is False
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("quality.score > 'high'", "compares a number with a string"),
+    ("survey > 3", "compares a number with a string"),
+    ("transit.score > 0.5", "unknown name 'transit.score'"),
+    ("quality.scor > 0.5", "unknown name 'quality.scor'"),
+    ("quality.score > True", "not a number or a string"),
+    ("quality.score >", "does not parse"),
+])
+def test_rules_are_type_checked_when_the_config_loads(bad, message):
+    from broker.settings import Settings
+
+    with pytest.raises(ValueError, match=message):
+        RouteCondition(bad, filters=["quality"])
+    with pytest.raises(ValueError, match=r"routes\.0|routes\[0\]"):
+        Settings.load(None, filters=["quality"], routes=[{"topic": "t", "condition": bad}])
+
+
+def test_annotation_values_are_finite():
+    out = filter_output(float("inf"), "1", None, {"a": np.float32(2.5), "b": np.int64(3), "c": float("nan"), "d": True})
+    assert out["score"] is None and out["reason"] == "unscored"
+    assert out["details"] == {"a": 2.5, "b": 3.0, "c": "nan", "d": "True"}
+    assert decode_annotation(encode_annotation({**_ann(), "filters": {"q": out}}))["filters"]["q"] == out

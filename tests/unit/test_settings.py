@@ -33,3 +33,36 @@ def test_secret_from_mounted_file(tmp_path):
 
 def test_comma_separated_filters():
     assert Settings.load(None, filters="quality, badamp").filters == ["quality", "badamp"]
+
+
+def test_typos_in_nested_keys_and_missing_files_are_errors(tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    from broker.settings import SettingsError
+
+    for text in ("kafka:\n  bootstrap_servers: x\n", "kafka:\n  sasl_pasword: x\n",
+                 "limits: {max_history: 5}\n", "batch: {max_alerts: many}\n"):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(text)
+        with pytest.raises(ValidationError):
+            Settings.load(cfg)
+    with pytest.raises(SettingsError, match="does not exist"):
+        Settings.load(tmp_path / "missing.yaml")
+
+
+def test_invalid_settings_give_one_line_naming_the_setting(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka:\n  sasl_pasword: hunter2\n")
+    for args in (["--config", str(cfg)], ["--config", str(tmp_path / "nope.yaml")],
+                 ["--filters", "no-such-filter", "--bootstrap", "127.0.0.1:1"]):
+        run = subprocess.run([sys.executable, "-m", "broker.cli", "run", *args], capture_output=True, text=True,
+                             timeout=60)
+        lines = [x for x in run.stderr.splitlines() if x.startswith("alert-broker:")]
+        assert run.returncode == 2 and len(lines) == 1, run.stderr[-2000:]
+        assert "Traceback" not in run.stderr and "hunter2" not in run.stderr
+    assert "kafka.sasl_pasword" in subprocess.run(
+        [sys.executable, "-m", "broker.cli", "run", "--config", str(cfg)], capture_output=True, text=True).stderr

@@ -1,0 +1,51 @@
+"""A schema registry in this process: the two endpoints of the Confluent REST API the
+pipeline uses, served over real HTTP so the real client code talks to it."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LocalRegistry:
+    def __init__(self, port: int, schemas: dict[int, str]):
+        self.port = port
+        self.schemas = schemas
+        self.auth_headers: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "LocalRegistry":
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                registry.auth_headers.append(self.headers.get("Authorization", ""))
+                parts = self.path.strip("/").split("/")
+                if len(parts) == 3 and parts[:2] == ["schemas", "ids"] and parts[2].isdigit() \
+                        and int(parts[2]) in registry.schemas:
+                    code, body = 200, {"schema": registry.schemas[int(parts[2])]}
+                else:
+                    code, body = 404, {"error_code": 40403, "message": "Schema not found"}
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

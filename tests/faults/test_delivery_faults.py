@@ -1,0 +1,127 @@
+"""Fault suite, delivery: kill -9, SIGTERM, a stalled broker, a rebalance storm. Every
+scenario ends with its ledger line: every input message annotated or dead-lettered."""
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from broker.codec import Decoder
+from broker.embedded import EmbeddedBroker
+from broker.kafka_io import ensure_topics
+from broker.replay import replay
+from broker.schema_store import SchemaResolver
+from broker.settings import KafkaSettings
+from tests.conftest import FIXTURES, SHARED
+from tests.faults.harness import PipelineProc, kill9, ledger, supervise
+
+BATCH = 40  # ALERT_BROKER__BATCH__MAX_ALERTS in PipelineProc
+
+
+def alert_paths() -> list[str]:
+    """Real alerts of both surveys: 655 from ../shared/data, else the 85 bundled samples."""
+    if SHARED.exists():
+        return [str(SHARED / "ztf" / "alerts" / "fink-alert-simulator"), str(SHARED / "lsst" / "alerts")]
+    return [str(FIXTURES / "ztf"), str(FIXTURES / "lsst")]
+
+
+def feed(bootstrap: str, topic: str, partitions: int, rate: float | None = None, loop: int = 1) -> int:
+    ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=partitions)
+    return replay(alert_paths(), bootstrap, topic, Decoder(SchemaResolver()), rate=rate, loop=loop, progress=False)
+
+
+def names(prefix: str) -> tuple[str, str, str, str]:
+    return f"{prefix}.in", f"{prefix}.ann", f"{prefix}.dlq", f"{prefix}-group"
+
+
+def test_kill9_at_random_moments_loses_nothing(kafka):
+    topic, ann, dlq, group = names("f.kill")
+    feed(kafka.bootstrap, topic, 2, loop=2)
+    rng = random.Random(2026)
+    for _ in range(5):
+        p = PipelineProc(kafka.bootstrap, topic, group, ann, dlq)
+        assert p.wait_for('"batch committed"', rng.randint(1, 3)), p.log_tail()
+        time.sleep(rng.uniform(0.0, 0.3))  # often mid-batch: consumed, partly produced
+        kill9(p)
+    restarts, _ = supervise(lambda: PipelineProc(kafka.bootstrap, topic, group, ann, dlq))
+    line, _, _ = ledger("kill -9 x5", kafka.bootstrap, topic, ann, dlq, restarts)
+    assert line.lost == 0 and restarts == 0
+    assert line.duplicates <= 5 * BATCH  # at most the batch in flight, per kill
+
+
+def test_sigterm_mid_batch_exits_clean_within_the_deadline(kafka):
+    topic, ann, dlq, group = names("f.term")
+    feed(kafka.bootstrap, topic, 2)
+    p = PipelineProc(kafka.bootstrap, topic, group, ann, dlq, env={"ALERT_BROKER__SHUTDOWN_DEADLINE_S": "15"})
+    assert p.wait_for('"batch committed"', 3), p.log_tail()
+    p.signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    assert p.wait(60) == 0 and time.monotonic() - t0 < 15, p.log_tail()
+    assert p.count('"stop requested"') == 1
+    restarts, _ = supervise(lambda: PipelineProc(kafka.bootstrap, topic, group, ann, dlq))
+    line, _, _ = ledger("SIGTERM", kafka.bootstrap, topic, ann, dlq, restarts)
+    assert line.lost == 0 and line.duplicates == 0  # committed at the stop: nothing re-done
+
+
+def test_broker_paused_past_the_client_timeouts():
+    """SIGSTOP of the broker for 20 s (session 6 s, delivery 8 s): not ready meanwhile, then
+    the pipeline (restarted if it had to give a batch up) finishes the stream."""
+    broker = EmbeddedBroker().start()
+    try:
+        topic, ann, dlq, group = names("f.stall")
+        ensure_topics(KafkaSettings(bootstrap=broker.bootstrap), [topic], partitions=2)
+        env = {"ALERT_BROKER__TIMEOUTS__DELIVERY_S": "8", "ALERT_BROKER__TIMEOUTS__BROKER_PROBE_S": "2",
+               "ALERT_BROKER__BATCH__MAX_ALERTS": "10"}
+        feeder = threading.Thread(target=feed, args=(broker.bootstrap, topic, 2, 40.0))
+        feeder.start()
+        procs = [PipelineProc(broker.bootstrap, topic, group, ann, dlq, env=env, metrics=True, idle_s=8)]
+        assert procs[0].wait_for('"batch committed"', 2), procs[0].log_tail()
+        broker.proc.send_signal(signal.SIGSTOP)
+        codes = set()
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            codes.add(procs[0].http("/readyz"))
+            time.sleep(0.5)
+        broker.proc.send_signal(signal.SIGCONT)
+        assert 503 in codes or procs[0].proc.poll() is not None, codes  # not ready, or gave up
+        feeder.join()
+        rc = procs[0].wait(240)
+        restarts = 0
+        if rc != 0:  # it gave up a batch uncommitted (exit 3): restart it, as Kubernetes would
+            assert rc == 3, procs[0].log_tail()
+            restarts, more = supervise(lambda: PipelineProc(broker.bootstrap, topic, group, ann, dlq, env=env))
+            restarts += 1
+        line, _, _ = ledger("broker SIGSTOP 20s", broker.bootstrap, topic, ann, dlq, restarts)
+        assert line.lost == 0 and line.inputs > 0
+    finally:
+        if broker.proc and broker.proc.poll() is None:
+            broker.proc.send_signal(signal.SIGCONT)
+        broker.stop()
+
+
+def test_rebalance_storm_with_three_pipelines(kafka):
+    topic, ann, dlq, group = names("f.storm")
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), [topic], partitions=6)
+    env = {"ALERT_BROKER__BATCH__MAX_ALERTS": "10"}
+    make = lambda: PipelineProc(kafka.bootstrap, topic, group, ann, dlq, env=env, idle_s=10)  # noqa: E731
+    running = [make(), make()]
+    feeder = threading.Thread(target=feed, args=(kafka.bootstrap, topic, 6, 60.0, 2))
+    feeder.start()
+    changes = 0
+    rng = random.Random(7)
+    while feeder.is_alive():  # about 22 s of stream: a member joins or leaves every ~3 s
+        time.sleep(3)
+        if len(running) < 3 and (len(running) == 1 or rng.random() < 0.5):
+            running.append(make())
+        else:
+            running.pop(rng.randrange(len(running))).signal(signal.SIGTERM)
+        changes += 1
+    feeder.join()
+    for p in running:
+        assert p.wait(240) in (0,), p.log_tail()
+    restarts, _ = supervise(make)  # whatever was left uncommitted by the last leavers
+    line, _, _ = ledger(f"rebalance storm ({changes} membership changes)", kafka.bootstrap, topic, ann, dlq, restarts)
+    assert changes >= 5 and line.lost == 0
