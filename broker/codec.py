@@ -45,7 +45,7 @@ _HEADER_SCHEMA = fastavro.parse_schema(
 @dataclass(frozen=True)
 class DecodeLimits:
     max_message_bytes: int = 10_000_000
-    max_decompressed_bytes: int = 64_000_000  # all blocks of one message together
+    max_decompressed_bytes: int = 16_000_000  # all blocks of one message together
     max_records: int = 10_000  # records in one container file
 
 
@@ -249,10 +249,14 @@ class Decoder:
         resolve_id: Callable[[int], tuple[dict, str | None]],
         limits: DecodeLimits | None = None,
         cache: SchemaCache | None = None,
+        check_schema_name: Callable[[str], None] | None = None,
     ):
         self.cache = cache or SchemaCache()
         self._resolve_id = resolve_id
         self.limits = limits or DecodeLimits()
+        # Raises DecodeError for a writer schema we will not read, before its records are
+        # decoded: another survey's alerts cost a header read, not a full decode.
+        self._check_name = check_schema_name or (lambda name: None)
 
     def decode(self, data: bytes | None) -> DecodedMessage:
         """The message's records, or :class:`DecodeError`; never any other exception."""
@@ -284,6 +288,7 @@ class Decoder:
     def _decode_confluent(self, data: bytes) -> DecodedMessage:
         schema_id = struct.unpack(">I", data[1:5])[0]
         schema, version = self._resolve_id(schema_id)
+        self._check_name(_name(schema))
         buf = io.BytesIO(data)
         buf.seek(5)
         try:
@@ -311,6 +316,7 @@ class Decoder:
         except UnicodeDecodeError as exc:
             raise DecodeError("corrupt", "avro.codec metadata is not ASCII") from exc
         schema = self.cache.get(schema_text)
+        self._check_name(_name(schema))
         sync = header["sync"]
         records: list[dict] = []
         spans: list[tuple[int, int]] = []

@@ -90,7 +90,7 @@ class LimitSettings(_Section):
     """Bounds against hostile or broken streams; what exceeds one is dead-lettered with a reason."""
 
     max_message_bytes: int = Field(10_000_000, ge=1)  # reason too_large
-    max_decompressed_bytes: int = Field(64_000_000, ge=1)  # decompressed_too_large
+    max_decompressed_bytes: int = Field(16_000_000, ge=1)  # decompressed_too_large
     max_records_per_message: int = Field(10_000, ge=1)  # too_many_records
     max_history_points: int = Field(20_000, ge=1)  # history_too_long
     max_cutout_bytes: int = Field(4_000_000, ge=1)  # cutout_too_large

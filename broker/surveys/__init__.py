@@ -14,14 +14,22 @@ _NAMESPACE_SURVEY = {"ztf": "ztf", "lsst": "lsst", "elasticc": "lsst"}
 _ANONYMOUS = {"", "topLevelRecord", "topLevelRecord.value"}
 
 
+def survey_of_schema(schema_name: str) -> str | None:
+    """The survey a writer schema's name says, None for an anonymous re-serialisation, or
+    ``unsupported_survey`` (PGIR, WINTER and ZUDS alerts carry ZTF-like fields under their
+    own names; ATLAS its own)."""
+    if schema_name in _ANONYMOUS:
+        return None
+    survey = _NAMESPACE_SURVEY.get(schema_name.split(".", 1)[0] if "." in schema_name else "")
+    if survey is None:
+        raise DecodeError("unsupported_survey",
+                          f"writer schema {schema_name[:80]!r} is not a ZTF or Rubin/LSST alert")
+    return survey
+
+
 def detect_survey(record: dict, schema_name: str = "") -> str:
-    """By the writer schema's name where it tells (PGIR, WINTER and ZUDS alerts carry
-    ZTF-like fields under their own names), by content for anonymous re-serialisations."""
-    if schema_name not in _ANONYMOUS:
-        survey = _NAMESPACE_SURVEY.get(schema_name.split(".", 1)[0] if "." in schema_name else "")
-        if survey is None:
-            raise DecodeError("unsupported_survey",
-                              f"writer schema {schema_name[:80]!r} is not a ZTF or Rubin/LSST alert")
+    """By the writer schema's name where it tells, by content for anonymous ones."""
+    survey = survey_of_schema(schema_name)
     if isinstance(record.get("candidate"), dict):
         content = "ztf"
     elif isinstance(record.get("diaSource"), dict):
@@ -29,7 +37,7 @@ def detect_survey(record: dict, schema_name: str = "") -> str:
     else:
         raise DecodeError("unsupported_survey", f"record of {schema_name[:80] or 'an anonymous schema'!r} "
                           "has neither a ZTF candidate nor an LSST diaSource")
-    if schema_name not in _ANONYMOUS and content != survey:
+    if survey is not None and content != survey:
         raise DecodeError("unsupported_survey", f"writer schema {schema_name[:80]!r} holds a {content} record")
     return content
 

@@ -104,7 +104,7 @@ def corrupt_snappy() -> bytes:
 
 def deflate_bomb() -> bytes:
     """3 MB on the wire that inflates to about 3 GB."""
-    schema_text = json.dumps({"type": "record", "name": "bomb", "fields": [{"name": "b", "type": "bytes"}]}).encode()
+    schema_text = json.dumps({"type": "record", "name": "ztf.alert", "fields": [{"name": "b", "type": "bytes"}]}).encode()
     comp = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunk = bytes(64 * 1024 * 1024)
     body = b"".join(comp.compress(chunk) for _ in range(48)) + comp.flush()
@@ -113,13 +113,13 @@ def deflate_bomb() -> bytes:
 
 def huge_record_count() -> bytes:
     """123 bytes that claim 2^40 records."""
-    schema_text = json.dumps({"type": "record", "name": "r", "fields": [{"name": "x", "type": "long"}]}).encode()
+    schema_text = json.dumps({"type": "record", "name": "ztf.alert", "fields": [{"name": "x", "type": "long"}]}).encode()
     return _raw_container(schema_text, 2 ** 40, b"\x02" * 8)
 
 
 def null_array() -> bytes:
     """A few bytes that decode as an array of 2^36 nulls under their own schema."""
-    schema_text = json.dumps({"type": "record", "name": "r", "fields": [
+    schema_text = json.dumps({"type": "record", "name": "ztf.alert", "fields": [
         {"name": "a", "type": {"type": "array", "items": "null"}}]}).encode()
     body = io.BytesIO()
     _write_long(body, 2 ** 36)
@@ -153,7 +153,7 @@ def bad_values() -> bytes:
     return _container(schema, [rec])
 
 
-def long_history(points: int = 100_000) -> bytes:
+def long_history(points: int = 25_000) -> bytes:
     schema, rec = _ztf()
     rec = copy.deepcopy(rec)
     prv = rec["prv_candidates"][0]
@@ -185,7 +185,8 @@ MAKERS = {
     "non_utf8_metadata": (non_utf8_metadata, {"corrupt"}),
     "non_utf8_schema": (non_utf8_schema, {"invalid_schema"}),
     "bad_values": (bad_values, {ANNOTATED}),
-    "history_100k": (long_history, {"history_too_long"}),
+    "history_25k": (long_history, {"history_too_long"}),
+    "history_100k": (lambda: long_history(100_000), {"decompressed_too_large"}),
     "pgir": (lambda: other_survey("pgir"), {"unsupported_survey"}),
     "winter": (lambda: other_survey("winter"), {"unsupported_survey"}),
     "zuds": (lambda: other_survey("zuds"), {"unsupported_survey"}),

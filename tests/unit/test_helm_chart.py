@@ -69,9 +69,19 @@ def test_config_map_is_a_valid_settings_file_without_secrets(tmp_path):
     assert {p["httpGet"]["path"] for p in (c["livenessProbe"], c["readinessProbe"])} == {"/healthz", "/readyz"}
 
 
-def test_values_schema_refuses_a_password_in_the_config_map():
+@pytest.mark.parametrize("config", [
+    {"kafka": {"bootstrap": "k:9092", "sasl_password": "oops"}},
+    {"kafka": {"bootstrap": "k:9092", "consumer_extra": {"sasl.password": "oops"}}},
+    {"kafka": {"bootstrap": "k:9092", "producer_extra": {"ssl.key.password": "oops"}}},
+    {"kafka": {"bootstrap": "k:9092"}, "schema_registry": {"url": "https://user:oops@registry/"}},
+    {"kafka": {"bootstrap": "k:9092"}, "schema_registry": {"password": "oops"}},
+], ids=["sasl_password", "consumer_extra", "producer_extra", "registry_url", "registry_password"])
+def test_values_schema_refuses_a_secret_in_the_config_map(config):
     with pytest.raises(helm.HelmError):
-        _render({"config": {"kafka": {"bootstrap": "k:9092", "sasl_password": "oops"}, "input_topics": ["a"]}})
+        _render({"config": {**config, "input_topics": ["a"]}})
+    # ... and the same settings without the secret render.
+    _render({"config": {"kafka": {"bootstrap": "k:9092", "consumer_extra": {"fetch.wait.max.ms": 100}},
+                        "schema_registry": {"url": "https://registry/"}, "input_topics": ["a"]}})
 
 
 def test_dashboard_uses_only_metrics_we_export():

@@ -66,3 +66,20 @@ def test_invalid_settings_give_one_line_naming_the_setting(tmp_path):
         assert "Traceback" not in run.stderr and "hunter2" not in run.stderr
     assert "kafka.sasl_pasword" in subprocess.run(
         [sys.executable, "-m", "broker.cli", "run", "--config", str(cfg)], capture_output=True, text=True).stderr
+
+
+def test_unreachable_bootstrap_is_one_line_not_a_flood(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, ALERT_BROKER__TIMEOUTS__STARTUP_S="3")
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "broker.cli", "run", "--bootstrap", "127.0.0.1:1",
+                          "--exit-when-idle", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 2 and time.monotonic() - t0 < 30
+    assert [x for x in run.stderr.splitlines() if x.startswith("alert-broker:")] == [
+        "alert-broker: kafka.bootstrap 127.0.0.1:1: no answer within 3s (Failed to get metadata: "
+        "Local: Broker transport failure)"]
+    assert len(run.stderr.splitlines()) < 15, run.stderr  # librdkafka's retries deduplicated
