@@ -8,7 +8,8 @@ from pathlib import Path
 from broker.codec import Decoder
 from broker.embedded import EmbeddedBroker
 from broker.kafka_io import ensure_topics
-from broker.pipeline import Pipeline, RunSummary
+from broker.outputs import RunSummary
+from broker.pipeline import Pipeline
 from broker.replay import replay
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings, Settings

@@ -12,7 +12,7 @@ from broker.batch import NormalisedAlert
 from broker.codec import DecodeError, DecodeLimits, Decoder, TransientError, encode_container
 from broker.schema_store import RegistryClient, SchemaResolver
 from broker.settings import Settings
-from broker.surveys import check_alert_limits, normalise, survey_of_schema
+from broker.surveys import check_cutouts, normalise, survey_of_schema
 
 
 @dataclass
@@ -37,9 +37,10 @@ def decode_messages(decoder: Decoder, messages: list, settings: Settings) -> Dec
         value = m.value()
         try:
             decoded = decoder.decode(value)
-            alerts = [normalise(r, decoded) for r in decoded.records]
+            # The padded light-curve arrays of a batch grow with its longest history.
+            alerts = [normalise(r, decoded, lim.max_history_points) for r in decoded.records]
             for alert in alerts:
-                check_alert_limits(alert, lim.max_history_points, lim.max_cutout_bytes)
+                check_cutouts(alert, lim.max_cutout_bytes)
         except DecodeError as exc:
             out.dead.append((m, exc))
             continue

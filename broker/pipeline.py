@@ -163,11 +163,12 @@ class Pipeline:
         self._kafka_ok_at = time.monotonic()
 
     def _idle_for(self) -> float:
-        """Idle means assigned partitions with nothing new; waiting for the group is not idle."""
-        if not self._joined or not self._assigned:
-            self._last_activity = time.monotonic()
-            return 0.0
-        return time.monotonic() - self._last_activity
+        """Seconds with partitions but no new messages. Waiting for the group (a first join,
+        or a share after a revocation) counts only past ``timeouts.group_wait_s``: leaving
+        in the middle of a rebalance disturbs the others, but a join that never completes
+        must not keep ``--exit-when-idle`` from ending the process."""
+        waited = time.monotonic() - self._last_activity
+        return waited if self._assigned else max(0.0, waited - self.settings.timeouts.group_wait_s)
 
     def close(self) -> None:
         self.producer.flush(min(5.0, self.settings.shutdown_deadline_s))

@@ -109,6 +109,7 @@ class TimeoutSettings(_Section):
     backoff_initial_s: float = Field(0.5, gt=0)  # transient faults: first pause, doubled
     backoff_max_s: float = Field(30.0, gt=0)
     broker_probe_s: float = Field(5.0, gt=0)  # idle: ask Kafka for metadata this often
+    group_wait_s: float = Field(60.0, gt=0)  # with exit_when_idle_s: waiting for the group counts after this
 
 
 class Settings(BaseSettings):

@@ -42,9 +42,18 @@ def detect_survey(record: dict, schema_name: str = "") -> str:
     return content
 
 
-def normalise(record: dict, message: DecodedMessage) -> NormalisedAlert:
+_HISTORY_FIELDS = ("prv_candidates", "fp_hists", "prvDiaSources", "prvDiaForcedSources", "prvDiaNondetectionLimits")
+
+
+def normalise(record: dict, message: DecodedMessage, max_history: int | None = None) -> NormalisedAlert:
+    """The alert of one decoded record; a history over ``max_history`` points is refused
+    before it is normalised (it is counted from the record's lists, which costs nothing)."""
     if not isinstance(record, dict):
         raise DecodeError("unsupported_survey", "the decoded record is not a record")
+    if max_history is not None:
+        points = 1 + sum(len(v) for k in _HISTORY_FIELDS if isinstance(v := record.get(k), list))
+        if points > max_history:
+            raise DecodeError("history_too_long", f"light curve of {points} points, limit {max_history}")
     survey = detect_survey(record, message.schema_name)
     adapter = ztf if survey == "ztf" else lsst
     try:
@@ -55,11 +64,8 @@ def normalise(record: dict, message: DecodedMessage) -> NormalisedAlert:
         raise DecodeError("normalise_failed", f"{survey}: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
-def check_alert_limits(alert: NormalisedAlert, max_history: int, max_cutout_bytes: int) -> None:
-    """Bounds on what one alert may bring into a batch (padded arrays grow with the longest)."""
-    if len(alert.lc_time) > max_history:
-        raise DecodeError("history_too_long",
-                          f"light curve of {len(alert.lc_time)} points, limit {max_history}")
+def check_cutouts(alert: NormalisedAlert, max_cutout_bytes: int) -> None:
+    """Cutouts stay raw in the batch: bound what one alert may bring."""
     for kind, data in alert.cutouts.items():
         if data is not None and len(data) > max_cutout_bytes:
             raise DecodeError("cutout_too_large",

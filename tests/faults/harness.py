@@ -96,6 +96,13 @@ class PipelineProc:
                     pass
         return out
 
+    def assigned_for(self) -> float:
+        """Seconds since this member was last given partitions, or -1 if it holds none now."""
+        assigned, revoked = self.events("partitions assigned"), self.events("partitions revoked")
+        if not assigned or (revoked and revoked[-1]["ts"] >= assigned[-1]["ts"]):
+            return -1.0
+        return time.time() - assigned[-1]["ts"]
+
     def wait_for(self, text: str, n: int = 1, timeout_s: float = 120.0) -> bool:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
@@ -111,7 +118,11 @@ class PipelineProc:
             self.proc.send_signal(sig)
 
     def wait(self, timeout_s: float = 180.0) -> int:
-        rc = self.proc.wait(timeout_s)
+        try:
+            rc = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"pipeline still running after {timeout_s}s:\n{self.log_tail(6000)}") from None
         self._reader.join(5)
         return rc
 
