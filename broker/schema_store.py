@@ -16,7 +16,8 @@ from pathlib import Path
 
 import fastavro
 
-from broker.codec import DecodeError, TransientError, schema_problem, schema_version_of
+from broker.codec import DecodeError, TransientError, schema_version_of
+from broker.schema_safety import schema_problem
 
 log = logging.getLogger(__name__)
 

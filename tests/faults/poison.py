@@ -15,7 +15,6 @@ import zlib
 from functools import lru_cache
 from pathlib import Path
 
-import cramjam
 import fastavro
 
 from broker.codec import OCF_MAGIC, _HEADER_SCHEMA, _write_long

@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 
-import pytest
 
 from broker.codec import Decoder
 from broker.embedded import EmbeddedBroker
