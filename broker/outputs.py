@@ -33,7 +33,9 @@ class RunSummary:
     scored: Counter = field(default_factory=Counter)
     nulls: Counter = field(default_factory=Counter)
     batches: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run, from start to stop
+    processing_seconds: float = 0.0  # inside batches: decode to commit
+    join_seconds: float | None = None  # from start to the group's first share
 
 
 class OutputBuilder:

@@ -52,14 +52,14 @@ class Pipeline:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.decoder = build_decoder(settings)
-        self.filters = FilterRunner(settings.filters, settings.resolved_device(), settings.filter_options,
+        self.filters = FilterRunner(settings.enabled_filters(), settings.resolved_device(), settings.filter_options,
                                     deadline_s=settings.timeouts.filter_s)
         self.summary = RunSummary()
         self.outputs = OutputBuilder(settings, [(f.name, f.version) for f in self.filters.filters], self.summary)
         self._stop = False
         self._assigned: set[tuple[str, int]] = set()
         self._joined = False  # the idle clock starts once the group has given us a share
-        self._last_activity = time.monotonic()
+        self._last_activity = self._started = time.monotonic()
         self.last_loop = time.monotonic()  # for /healthz
         self.fault: str | None = None  # a transient fault in progress, for /readyz
         self._kafka_ok_at = time.monotonic()
@@ -95,6 +95,8 @@ class Pipeline:
 
     def _on_assign(self, consumer, partitions) -> None:
         metrics.REBALANCES.labels(kind="assign").inc()
+        if self.summary.join_seconds is None:
+            self.summary.join_seconds = time.monotonic() - self._started
         self._joined = True
         self._assigned.update((p.topic, p.partition) for p in partitions)
         metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
@@ -121,7 +123,7 @@ class Pipeline:
 
     def run(self) -> RunSummary:
         s = self.settings
-        start = time.monotonic()
+        start = self._started = time.monotonic()
         self.check_kafka()
         self.consumer.subscribe(list(s.input_topics), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -133,9 +135,10 @@ class Pipeline:
                 metrics.STAGE_SECONDS.labels(stage="poll").observe(time.perf_counter() - t0)
                 messages = [m for m in messages if self._usable(m)]
                 if messages:
-                    self._kafka_ok_at = time.monotonic()
+                    self._kafka_ok_at = t1 = time.monotonic()
                     self.process(messages)
                     self._last_activity = time.monotonic()
+                    self.summary.processing_seconds += self._last_activity - t1
                     continue
                 self._probe_kafka()
                 if self._idle_for() > (s.exit_when_idle_s if s.exit_when_idle_s is not None else float("inf")):

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     dlq_topic: str = "alerts.dlq"
     routes: list[RouteRule] = []
     batch: BatchSettings = BatchSettings()
-    filters: list[str] = ["quality"]
+    filters: list[str] | None = None  # None: every installed filter
     filter_options: dict[str, dict[str, Any]] = {}
     device: Literal["auto", "cpu", "cuda"] = "auto"
     limits: LimitSettings = LimitSettings()
@@ -148,7 +148,7 @@ class Settings(BaseSettings):
 
         for i, rule in enumerate(self.routes):
             try:
-                RouteCondition(rule.condition, filters=self.filters)
+                RouteCondition(rule.condition, filters=self.enabled_filters())
             except ValueError as exc:
                 raise ValueError(f"routes[{i}] ({rule.topic}): {exc}") from None
         return self
@@ -178,6 +178,14 @@ class Settings(BaseSettings):
             return cls(**{k: v for k, v in overrides.items() if v is not None})
         finally:
             _yaml_path.reset(token)
+
+    def enabled_filters(self) -> list[str]:
+        """The filters to run: those named, or every installed one (entry points)."""
+        if self.filters is not None:
+            return list(self.filters)
+        from filters.base import discover  # the plugin interface, not a plugin
+
+        return sorted(discover())
 
     def resolved_device(self) -> str:
         if self.device != "auto":

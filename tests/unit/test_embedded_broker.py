@@ -1,0 +1,58 @@
+"""`alert-broker kafka` leaves no Tansu behind, however it is stopped."""
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from broker.embedded import free_port
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_kafka_command_stops_tansu(sig):
+    port = free_port()
+    cli = subprocess.Popen([sys.executable, "-m", "broker.cli", "kafka", "--port", str(port)],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in cli.stdout:  # Tansu's own banner shares the pipe
+            if line.startswith("tansu listening on"):
+                break
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        tansu = _children(cli.pid)
+        assert tansu and all(_alive(p) for p in tansu)
+        cli.send_signal(sig)
+        cli.wait(20)
+        end = time.monotonic() + 10
+        while any(_alive(p) for p in tansu) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in tansu), f"tansu {tansu} survived {sig!r}"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
