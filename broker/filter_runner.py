@@ -115,10 +115,9 @@ class FilterRunner:
                 self._score_into(f, batch, idx[:half], out)
                 self._score_into(f, batch, idx[half:], out)
                 return
-            reason = f.last_reason
             log.warning("filter failed", extra={"filter": f.name, "alerts": len(idx), "error": f"{type(exc).__name__}: {exc}"[:300],
                                                 "alert_ids": [int(a) for a in batch.alert_id[idx[:10]]]})
-            _null(out, idx, reason)
+            _null(out, idx, f.last_reason)
             return
         out.score[idx] = part.score
         for j, i in enumerate(idx):
@@ -199,8 +198,6 @@ def sanitise(result: FilterResult, n: int, name: str) -> FilterResult:
         score[i] = np.nan
     for i in np.flatnonzero(~bad):
         reason[i] = None
-        if not isinstance(details[i], dict):
-            details[i] = {}
     return FilterResult(score, reason, [d if isinstance(d, dict) else {} for d in details])
 
 

@@ -57,12 +57,14 @@ class OutputBuilder:
                 out.append(self.dead_letter(src, exc, value=batch.raw[i]))
                 continue
             key = ann["object_id"].encode() or None
-            out.append(Outgoing(self.settings.annotations_topic, value, key, on_ack=self._count_annotated(ann)))
+            out.append(Outgoing(self.settings.annotations_topic, value, key,
+                                on_ack=self._count_annotated(ann), source=src))
             headers = None
             for topic, cond in self.routes:
                 if cond(ann):
                     headers = headers or annotation_headers(ann)
-                    out.append(Outgoing(topic, batch.raw[i], key, headers, on_ack=self._count_routed(topic)))
+                    out.append(Outgoing(topic, batch.raw[i], key, headers,
+                                        on_ack=self._count_routed(topic), source=src))
         return out
 
     def _annotation(self, batch: AlertBatch, i: int, src, results: dict, now_ms: int) -> dict:

@@ -20,8 +20,11 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alerts"
 
 
 class Message:
-    def __init__(self, value: bytes):
+    """The accessors of ``confluent_kafka.Message`` that the decode stage reads."""
+
+    def __init__(self, value: bytes, offset: int = 0):
         self._value = value
+        self._offset = offset
 
     def value(self):
         return self._value
@@ -33,7 +36,7 @@ class Message:
         return 0
 
     def offset(self):
-        return 0
+        return self._offset
 
 
 def seeds() -> list[bytes]:

@@ -167,3 +167,28 @@ def test_rebalance_with_a_third_consumer_mid_stream(kafka):
     assert any(topic in line for line in assigned), assigned  # the newcomer got a share
     ids = _ids(kafka.bootstrap, ann)
     assert len(ids) == sent[0]  # every alert annotated at least once across the rebalance
+
+
+def test_an_output_kafka_refuses_becomes_a_dead_letter(kafka, tmp_path):
+    """Forwarded alerts larger than the producer accepts (message.max.bytes 50 kB here) are
+    refused for themselves: each becomes a dead letter of its input, the batch commits, and
+    the process does not exit into a restart loop."""
+    topic, ann, dlq, good = "ops.big.in", "ops.big.ann", "ops.big.dlq", "ops.big.good"
+    files = sorted((FIXTURES / "ztf" / "fink-broker_local").glob("*.avro"))
+    sizes = [f.stat().st_size for f in files]
+    assert min(sizes) > 50_000
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), [topic])
+    replay([str(f) for f in files], kafka.bootstrap, topic, Decoder(SchemaResolver()), progress=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"routes: [{{topic: {good}, condition: \"survey == 'ztf'\"}}]\n"
+                   "limits: {max_dead_letter_bytes: 10000}\nkafka: {producer_extra: {message.max.bytes: 50000}}\n")
+    run = subprocess.run(_run_cmd(kafka.bootstrap, topic, "ops-big", ann, dlq, "--exit-when-idle", "3",
+                                  "--config", str(cfg)), capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(read_topic(kafka.bootstrap, ann)) == len(files)
+    dead = read_topic(kafka.bootstrap, dlq)
+    assert len(dead) == len(files) and not read_topic(kafka.bootstrap, good, idle_s=1)
+    for m in dead:
+        h = dict(m.headers())
+        assert h["alert-broker.dlq.reason"] == b"output_refused" and b"ops.big.good" in h["alert-broker.dlq.error"]
+        assert len(m.value()) == 10000 and int(h["alert-broker.dlq.original_bytes"]) in sizes

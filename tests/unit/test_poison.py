@@ -9,27 +9,8 @@ import pytest
 
 from broker.ingest import build_decoder, decode_messages
 from broker.settings import Settings
+from tests.faults.fuzz import Message as FakeMessage
 from tests.faults.poison import ANNOTATED, MAKERS, build, expected
-
-
-class FakeMessage:
-    """The four accessors of confluent_kafka.Message the decode stage reads."""
-
-    def __init__(self, value: bytes, offset: int = 0):
-        self._value = value
-        self._offset = offset
-
-    def value(self):
-        return self._value
-
-    def topic(self):
-        return "t"
-
-    def partition(self):
-        return 0
-
-    def offset(self):
-        return self._offset
 
 
 SETTINGS = Settings.load(None)
