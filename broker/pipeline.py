@@ -136,6 +136,7 @@ class Pipeline:
                 messages = [m for m in messages if self._usable(m)]
                 if messages:
                     self._kafka_ok_at = t1 = time.monotonic()
+                    self._kafka_reachable()
                     self.process(messages)
                     self._last_activity = time.monotonic()
                     self.summary.processing_seconds += self._last_activity - t1
@@ -160,10 +161,13 @@ class Pipeline:
                 self.fault = f"kafka unreachable: {exc.args[0].str()}"
             self._kafka_ok_at = time.monotonic() - self.settings.timeouts.broker_probe_s + 1.0
             return
+        self._kafka_ok_at = time.monotonic()
+        self._kafka_reachable()
+
+    def _kafka_reachable(self) -> None:
         if self.fault and self.fault.startswith("kafka"):
             log.info("kafka reachable again")
             self.fault = None
-        self._kafka_ok_at = time.monotonic()
 
     def _idle_for(self) -> float:
         """Seconds with partitions but no new messages. Waiting for the group (a first join,

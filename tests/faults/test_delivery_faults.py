@@ -93,6 +93,12 @@ def test_broker_paused_past_the_client_timeouts():
             time.sleep(0.5)
         broker.proc.send_signal(signal.SIGCONT)
         assert 503 in codes or procs[0].proc.poll() is not None, codes  # not ready, or gave up
+        ready_again = False
+        end = time.monotonic() + 20
+        while procs[0].proc.poll() is None and time.monotonic() < end and not ready_again:
+            ready_again = procs[0].http("/readyz") == 200
+            time.sleep(0.5)
+        assert ready_again or procs[0].proc.poll() is not None  # ready again, or gave up (exit 3)
         feeder.join()
         rc = procs[0].wait(240)
         restarts = 0
