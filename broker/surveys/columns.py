@@ -19,7 +19,7 @@ def _field_names(pattern: str) -> set[str]:
 @lru_cache(maxsize=None)
 def known_columns(survey: str) -> frozenset[str]:
     if survey == "ztf":
-        return frozenset(_field_names("ztf/*/candidate.avsc") | set(COMMON))
+        return frozenset(_field_names("ztf/*/ztf.alert.candidate.avsc") | set(COMMON))
     if survey == "lsst":
         return frozenset(_field_names("lsst/*/*/*diaSource.avsc") | set(COMMON))
     return frozenset(COMMON)

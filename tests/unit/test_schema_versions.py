@@ -105,3 +105,16 @@ def test_registry_first_then_bundled_fallback():
         assert decoder.decode(encode_confluent(900, schema, rec)).records == [rec]
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("version", ZTF_VERSIONS)
+def test_ztf_folder_loads_with_fastavro_alone(version):
+    """Schema files are named by their full type names, so a subscriber needs nothing of
+    ours: ``fastavro.schema.load_schema`` resolves the references from the same folder."""
+    import fastavro
+
+    folder = SCHEMAS_DIR / "ztf" / version
+    schema = fastavro.schema.load_schema(str(folder / "ztf.alert.avsc"))
+    assert schema["name"] == "ztf.alert"
+    assert fastavro.schema.to_parsing_canonical_form(schema) == \
+        fastavro.schema.to_parsing_canonical_form(load_schema_dir(folder))
