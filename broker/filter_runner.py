@@ -71,9 +71,11 @@ class FilterRunner:
             self.filters.append(LoadedFilter(name, impl.version, impl, executor=executor))
             log.info("filter loaded", extra={"filter": name, "version": impl.version, "device": device})
 
-    def run(self, batch: AlertBatch) -> dict[str, FilterResult]:
+    def run(self, batch: AlertBatch, heartbeat=lambda: None) -> dict[str, FilterResult]:
+        """Every filter's result; ``heartbeat`` is called after each filter (liveness)."""
         results: dict[str, FilterResult] = {}
         for f in self.filters:
+            heartbeat()
             start = time.perf_counter()
             result = self._isolated(f, batch)
             failed = sum(1 for r in result.reason if r and r.split(":", 1)[0] in ("error", "timeout"))

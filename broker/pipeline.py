@@ -112,6 +112,16 @@ class Pipeline:
         self._last_activity = time.monotonic()
         log.info("partitions revoked", extra={"partitions": sorted((p.topic, p.partition) for p in partitions)})
 
+    def _heartbeat(self) -> None:
+        self.last_loop = time.monotonic()
+
+    @property
+    def liveness_budget_s(self) -> float:
+        """How long the loop may go without turning before /healthz fails: the longest single
+        wait it can be in (one filter call, one delivery), plus a margin, and never below 60 s."""
+        t = self.settings.timeouts
+        return max(60.0, max(t.filter_s, t.delivery_s) + 30.0)
+
     def check_kafka(self) -> None:
         """Fail at start-up, in one clear line, when Kafka does not answer."""
         s = self.settings
@@ -204,10 +214,12 @@ class Pipeline:
             metrics.DECODED.labels(survey=survey).inc()
         metrics.STAGE_SECONDS.labels(stage="decode").observe(time.perf_counter() - t0)
 
-        results = self.filters.run(batch) if batch.n else {}
+        results = self.filters.run(batch, heartbeat=self._heartbeat) if batch.n else {}
+        self._heartbeat()
         outgoing = self.outputs.annotated(batch, decoded.source, results, int(time.time() * 1000))
         outgoing += [self.outputs.dead_letter(m, exc) for m, exc in decoded.dead]
         t0 = time.perf_counter()
+        self._heartbeat()
         self._deliver(outgoing)
         metrics.STAGE_SECONDS.labels(stage="produce").observe(time.perf_counter() - t0)
         acked = time.time()

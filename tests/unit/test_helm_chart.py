@@ -95,3 +95,27 @@ def test_dashboard_uses_only_metrics_we_export():
     assert used and used <= exported, used - exported
     dm = next(d for d in _render({}) if d["metadata"]["name"].endswith("-dashboard"))
     assert json.loads(dm["data"]["alert-broker.json"])["uid"] == "alert-broker"
+
+
+def test_ca_bundle_mount_extra_env_and_service_monitor_labels():
+    values = {**RUBIN_GPU,
+              "config": {**RUBIN_GPU["config"], "kafka": {**RUBIN_GPU["config"]["kafka"],
+                                                          "ssl_ca_location": "/etc/kafka-ca/ca.crt"}},
+              "extraVolumes": [{"name": "kafka-ca", "secret": {"secretName": "kafka-ca"}}],
+              "extraVolumeMounts": [{"name": "kafka-ca", "mountPath": "/etc/kafka-ca", "readOnly": True}],
+              "extraEnv": [{"name": "ALERT_BROKER__LOG_LEVEL", "value": "DEBUG"}],
+              "metrics": {"port": 9108, "serviceMonitor": {"enabled": True, "interval": "30s",
+                                                           "labels": {"release": "kube-prometheus-stack"}}}}
+    docs = _render(values)
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert {"name": "kafka-ca", "secret": {"secretName": "kafka-ca"}} in pod["volumes"]
+    assert any(m["mountPath"] == "/etc/kafka-ca" for m in c["volumeMounts"])
+    assert {"name": "ALERT_BROKER__LOG_LEVEL", "value": "DEBUG"} in c["env"]
+    sm = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    for doc in docs:
+        if doc["kind"] != "ServiceMonitor":  # a CRD: not in the Kubernetes schemas
+            kubernetes_validate.validate(doc, "1.30.0", strict=True)
+    with pytest.raises(helm.HelmError):  # a password as a plain env value is refused
+        _render({**values, "extraEnv": [{"name": "ALERT_BROKER__KAFKA__SASL_PASSWORD", "value": "oops"}]})

@@ -1,0 +1,38 @@
+"""/healthz and /readyz decisions, on a stand-in for the pipeline's state."""
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from broker.http import HealthServer
+from broker.settings import Settings
+
+
+def _server(**state) -> HealthServer:
+    server = object.__new__(HealthServer)  # the decisions only, no socket
+    pipeline = SimpleNamespace(last_loop=time.monotonic(), fault=None, assigned={("t", 0)},
+                               filters=SimpleNamespace(failing_for=lambda: 0.0, filters=[]),
+                               liveness_budget_s=90.0)
+    pipeline.__dict__.update(state)
+    server.pipeline = pipeline
+    return server
+
+
+def test_liveness_allows_the_longest_single_wait():
+    assert _server(last_loop=time.monotonic() - 80).health()[0]  # within a 90 s budget
+    assert not _server(last_loop=time.monotonic() - 100).health()[0]
+
+
+def test_the_budget_covers_a_filter_call_and_a_delivery():
+    from broker.pipeline import Pipeline
+
+    budget = Pipeline.liveness_budget_s.fget(SimpleNamespace(settings=Settings.load(
+        None, timeouts={"filter_s": 120, "delivery_s": 30})))
+    assert budget == 150.0
+
+
+def test_readiness_reports_a_fault_first():
+    ok, why = _server(fault="schema registry: unreachable").ready()
+    assert not ok and why.startswith("schema registry")
+    assert not _server(assigned=set()).ready()[0]
+    assert _server().ready()[0]
