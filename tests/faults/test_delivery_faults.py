@@ -39,8 +39,8 @@ def names(prefix: str) -> tuple[str, str, str, str]:
 def test_kill9_at_random_moments_loses_nothing(kafka):
     topic, ann, dlq, group = names("f.kill")
     ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), [topic], partitions=2)
-    # A live stream (~45 s at 30 alerts/s): the kills land while alerts keep arriving.
-    feeder = threading.Thread(target=feed, args=(kafka.bootstrap, topic, 2, 30.0, 2))
+    # A live stream (~80 s at 25 alerts/s): the kills land while alerts keep arriving.
+    feeder = threading.Thread(target=feed, args=(kafka.bootstrap, topic, 2, 25.0, 3))
     feeder.start()
     rng = random.Random(2026)
     kills = 0
@@ -124,11 +124,11 @@ def test_rebalance_storm_with_three_pipelines(kafka):
     env = {"ALERT_BROKER__BATCH__MAX_ALERTS": "10"}
     make = lambda: PipelineProc(kafka.bootstrap, topic, group, ann, dlq, env=env, idle_s=10)  # noqa: E731
     running = [make(), make()]
-    feeder = threading.Thread(target=feed, args=(kafka.bootstrap, topic, 6, 60.0, 2))
+    feeder = threading.Thread(target=feed, args=(kafka.bootstrap, topic, 6, 30.0, 2))
     feeder.start()
     changes = 0
     rng = random.Random(7)
-    while feeder.is_alive():  # about 22 s of stream: a member joins or leaves every ~3 s
+    while feeder.is_alive():  # about 44 s of stream: a member joins or leaves every ~3 s
         time.sleep(3)
         settled = [p for p in running if p.assigned_for() > 2.0]
         if len(running) < 3 and (len(running) == 1 or not settled or rng.random() < 0.5):

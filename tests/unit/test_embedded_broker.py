@@ -35,14 +35,17 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_kafka_command_stops_tansu(sig):
+def test_kafka_command_stops_tansu(sig, tmp_path):
     port = free_port()
+    # A file, not a pipe: Tansu logs to the same stdout, and a full pipe nobody reads would
+    # block both processes.
+    out = (tmp_path / "stdout").open("w")
     cli = subprocess.Popen([sys.executable, "-m", "broker.cli", "kafka", "--port", str(port)],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                           stdout=out, stderr=subprocess.DEVNULL, text=True)
     try:
-        for line in cli.stdout:  # Tansu's own banner shares the pipe
-            if line.startswith("tansu listening on"):
-                break
+        end = time.monotonic() + 30
+        while "tansu listening on" not in (tmp_path / "stdout").read_text() and time.monotonic() < end:
+            time.sleep(0.1)
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
         tansu = _children(cli.pid)
@@ -56,3 +59,4 @@ def test_kafka_command_stops_tansu(sig):
     finally:
         if cli.poll() is None:
             cli.kill()
+        out.close()
