@@ -21,7 +21,10 @@ def _cmd_kafka(args) -> int:
     def stop(*_args):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)  # how scripts, systemd and Kubernetes stop things
+    # SIGTERM is how scripts, systemd and Kubernetes stop things; SIGINT is set explicitly
+    # too, since a shell that starts us in the background leaves it ignored.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         return broker.wait()
     except KeyboardInterrupt:
