@@ -95,9 +95,12 @@ def _read_long(buf: io.BytesIO) -> int:
     return (acc >> 1) ^ -(acc & 1)
 
 
+def _too_large(limit: int) -> DecodeError:
+    return DecodeError("decompressed_too_large", f"a block decompresses past {limit} bytes")
+
+
 def _decompress(codec: str, data: bytes, limit: int) -> bytes:
     """One block, never expanded past ``limit`` bytes (a deflate bomb stops at the limit)."""
-    too_large = DecodeError("decompressed_too_large", f"a block decompresses past {limit} bytes")
     if codec == "null":
         return data
     if codec == "deflate":
@@ -107,7 +110,7 @@ def _decompress(codec: str, data: bytes, limit: int) -> bytes:
         except zlib.error as exc:
             raise DecodeError("corrupt", f"deflate block: {exc}") from exc
         if len(raw) > limit or inflater.unconsumed_tail:
-            raise too_large
+            raise _too_large(limit)
         return raw
     if codec == "snappy":
         if len(data) < 5:
@@ -115,13 +118,12 @@ def _decompress(codec: str, data: bytes, limit: int) -> bytes:
         body = data[:-4]
         try:
             # The raw format states its length up front: check it before allocating.
-            if cramjam.snappy.decompress_raw_len(body) > limit:
-                raise too_large
-            raw = bytes(cramjam.snappy.decompress_raw(body))
-        except DecodeError:
-            raise
+            too_large = cramjam.snappy.decompress_raw_len(body) > limit
+            raw = None if too_large else bytes(cramjam.snappy.decompress_raw(body))
         except Exception as exc:  # cramjam raises its own DecompressionError
             raise DecodeError("corrupt", f"snappy block: {exc}") from exc
+        if raw is None:
+            raise _too_large(limit)
         # Avro's snappy blocks end with a 4-byte CRC32 of the uncompressed data.
         if struct.unpack(">I", data[-4:])[0] != (zlib.crc32(raw) & 0xFFFFFFFF):
             raise DecodeError("corrupt", "snappy block CRC mismatch")

@@ -38,6 +38,7 @@ _REBALANCE_ERRORS = {
 }
 EXIT_DELIVERY_FAILED = 3  # outputs not acknowledged: nothing committed, restart reprocesses
 EXIT_ABANDONED = 4  # shutdown deadline passed mid-batch: nothing committed for it
+MIN_LIVENESS_S = 60.0  # /healthz never fails sooner than this after the loop last turned
 
 
 class DeliveryFailed(RuntimeError):
@@ -120,7 +121,7 @@ class Pipeline:
         """How long the loop may go without turning before /healthz fails: the longest single
         wait it can be in (one filter call, one delivery), plus a margin, and never below 60 s."""
         t = self.settings.timeouts
-        return max(60.0, max(t.filter_s, t.delivery_s) + 30.0)
+        return max(MIN_LIVENESS_S, max(t.filter_s, t.delivery_s) + 30.0)
 
     def check_kafka(self) -> None:
         """Fail at start-up, in one clear line, when Kafka does not answer."""
