@@ -102,6 +102,9 @@ class AlertBatch:
         self._cutouts = [a.cutouts for a in alerts]
         self._compression = [a.cutout_compression for a in alerts]
         self.raw = raw if raw is not None else [b""] * n
+        # Which alerts saw each other in one exposure: by default the batch's alerts of the same
+        # survey and exposure id; the pipeline sets whole exposure runs (broker/exposure_runs.py).
+        self.exposure_group = exposure_groups(self.survey, self.column("exposure_id"))
 
     def __len__(self) -> int:
         return self.n
@@ -137,7 +140,18 @@ class AlertBatch:
         out._cutouts = [self._cutouts[i] for i in idx]
         out._compression = [self._compression[i] for i in idx]
         out.raw = [self.raw[i] for i in idx]
+        out.exposure_group = self.exposure_group[idx]
         return out
+
+
+def exposure_groups(survey: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+    """One int per alert, equal for alerts of the same survey and exposure; -1 without an exposure."""
+    out = np.full(len(exposure), -1, dtype=np.int64)
+    keys: dict[tuple, int] = {}
+    for i, (s, e) in enumerate(zip(survey, exposure)):
+        if np.isfinite(e):
+            out[i] = keys.setdefault((s, float(e)), len(keys))
+    return out
 
 
 def _stack_light_curves(alerts: list[NormalisedAlert]) -> LightCurves:

@@ -121,7 +121,7 @@ def _cmd_train(args) -> int:
 
         train_badamp(args.out or "filters/badamp/artifacts", args.snad_csv or DEFAULT_SNAD,
                      args.alerts or DEFAULT_ALERTS, max_evals=args.max_evals,
-                     n_exposures=args.exposures, seed=args.seed, reuse_search=args.reuse_search)
+                     n_exposures=args.exposures, seed=args.seed)
         return 0
     if args.filter == "transit":
         from filters.transit.train import train_transit
@@ -206,15 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", help="artifact directory (default: the filter's packaged artifacts)")
     tr.add_argument("--snad-csv", help="SNAD feature table with labels (badamp)")
     tr.add_argument("--alerts", nargs="+", help="real alert files/directories for injections (badamp)")
-    tr.add_argument("--max-evals", type=int, default=60, help="hyper-parameter search evaluations")
+    tr.add_argument("--max-evals", type=int, default=20, help="hyper-parameter search evaluations (per outer fold for badamp)")
     tr.add_argument("--exposures", type=int, default=400, help="synthetic training exposures (badamp)")
     tr.add_argument("--seed", type=int, default=2026)
     tr.add_argument("--n-train", type=int, default=4000, help="simulated training light curves (transit)")
     tr.add_argument("--n-test", type=int, default=1500, help="held-out light curves, another seed (transit)")
     tr.add_argument("--epochs", type=int, default=40, help="training epochs (transit)")
     tr.add_argument("--members", type=int, default=5, help="networks in the ensemble, one seed each (transit)")
-    tr.add_argument("--reuse-search", action="store_true",
-                    help="reuse the hyper-parameters of an earlier search in --out (badamp)")
     tr.set_defaults(func=_cmd_train)
 
     sc = sub.add_parser("score", help="score files offline with a filter's model")

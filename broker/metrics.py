@@ -21,6 +21,7 @@ CONSUMER_LAG = Gauge("alert_broker_consumer_lag", "High watermark minus the next
 COMMITTED_OFFSET = Gauge("alert_broker_committed_offset", "Last committed offset", ["topic", "partition"], registry=REGISTRY)
 REBALANCES = Counter("alert_broker_rebalances_total", "Partition assignment changes", ["kind"], registry=REGISTRY)
 ASSIGNED_PARTITIONS = Gauge("alert_broker_assigned_partitions", "Partitions currently assigned", registry=REGISTRY)
+HELD_ALERTS = Gauge("alert_broker_exposure_held_alerts", "Alerts held until their exposure run is complete", registry=REGISTRY)
 PRODUCER_QUEUE = Gauge("alert_broker_producer_queue_depth", "Messages waiting in the producer queue", registry=REGISTRY)
 TRANSIENT_FAULTS = Counter("alert_broker_transient_faults_total", "Faults outside the messages that paused the pipeline or were retried (schema_registry, commit)", ["kind"], registry=REGISTRY)
 DELIVERY_ERRORS = Counter("alert_broker_delivery_errors_total", "Produce requests that failed", ["topic"], registry=REGISTRY)

@@ -24,6 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from broker import metrics
 from broker.batch import AlertBatch
 from broker.codec import DecodeError, TransientError
+from broker.exposure_runs import ExposureRuns
 from broker.filter_runner import FilterRunner
 from broker.ingest import Decoded, build_decoder, decode_messages
 from broker.kafka_io import PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer
@@ -56,6 +57,9 @@ class Pipeline:
         self.filters = FilterRunner(settings.enabled_filters(), settings.resolved_device(), settings.filter_options,
                                     deadline_s=settings.timeouts.filter_s)
         self.summary = RunSummary()
+        b = settings.batch
+        self.runs = ExposureRuns(any(f.impl.exposure_context for f in self.filters.filters),
+                                 b.exposure_quiet_s, b.exposure_max_hold_s, b.exposure_max_alerts)
         self.outputs = OutputBuilder(settings, [(f.name, f.version) for f in self.filters.filters], self.summary)
         self._stop = False
         self._assigned: set[tuple[str, int]] = set()
@@ -110,6 +114,7 @@ class Pipeline:
         metrics.REBALANCES.labels(kind="revoke").inc()
         self._assigned.difference_update((p.topic, p.partition) for p in partitions)
         metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
+        self.runs.forget([(p.topic, p.partition) for p in partitions])
         self._last_activity = time.monotonic()
         log.info("partitions revoked", extra={"partitions": sorted((p.topic, p.partition) for p in partitions)})
 
@@ -143,11 +148,14 @@ class Pipeline:
                 self.last_loop = time.monotonic()
                 t0 = time.perf_counter()
                 messages = self.consumer.consume(s.batch.max_alerts, s.batch.max_wait_ms / 1000)
+                self.runs.waited(time.perf_counter() - t0)
                 metrics.STAGE_SECONDS.labels(stage="poll").observe(time.perf_counter() - t0)
                 messages = [m for m in messages if self._usable(m)]
-                if messages:
-                    self._kafka_ok_at = t1 = time.monotonic()
-                    self._kafka_reachable()
+                if messages or self.runs.held:
+                    t1 = time.monotonic()
+                    if messages:
+                        self._kafka_ok_at = t1
+                        self._kafka_reachable()
                     self.process(messages)
                     self._last_activity = time.monotonic()
                     self.summary.processing_seconds += self._last_activity - t1
@@ -203,14 +211,21 @@ class Pipeline:
 
     # -- one batch -------------------------------------------------------------------------
     def process(self, messages: list) -> None:
+        """One batch: the new ``messages`` plus any exposure runs held from earlier ones."""
         for m in messages:
             metrics.CONSUMED.labels(topic=m.topic()).inc()
         metrics.BATCH_SIZE.observe(len(messages))
         t0 = time.perf_counter()
-        decoded = self._decode_or_wait(messages)
+        decoded = self._decode_or_wait(messages) if messages else Decoded()
         if decoded is None:
             return  # stopped or revoked while waiting: uncommitted, the owner reprocesses
+        self.runs.add(decoded, messages, time.monotonic())
+        released = self.runs.release(time.monotonic())
+        metrics.HELD_ALERTS.set(self.runs.held)
+        decoded = released.decoded
         batch = AlertBatch(decoded.alerts, decoded.forward)
+        if released.groups is not None:
+            batch.exposure_group = released.groups
         for survey in batch.survey:
             metrics.DECODED.labels(survey=survey).inc()
         metrics.STAGE_SECONDS.labels(stage="decode").observe(time.perf_counter() - t0)
@@ -224,19 +239,22 @@ class Pipeline:
         self._deliver(outgoing)
         metrics.STAGE_SECONDS.labels(stage="produce").observe(time.perf_counter() - t0)
         acked = time.time()
-        for m in messages:
+        done = {id(m): m for m in decoded.source} | {id(m): m for m, _ in decoded.dead}
+        for m in done.values():
             ts_type, ts = m.timestamp()
             if ts_type and ts > 0:
                 metrics.END_TO_END_SECONDS.observe(max(0.0, acked - ts / 1000))
 
         t0 = time.perf_counter()
-        self._commit(messages)
+        self._commit(self.runs.commit_offsets())
         metrics.STAGE_SECONDS.labels(stage="commit").observe(time.perf_counter() - t0)
+        self.summary.consumed += len(messages)
+        if not (batch.n or decoded.dead):
+            return
         metrics.BATCHES.inc()
         self.summary.batches += 1
-        self.summary.consumed += len(messages)
         log.info("batch committed", extra={"messages": len(messages), "alerts": batch.n,
-                                           "dead_letters": len(decoded.dead)})
+                                           "dead_letters": len(decoded.dead), "held": self.runs.held})
 
     def _decode_or_wait(self, messages: list) -> Decoded | None:
         """Decode the batch; on a transient fault pause consumption and try again with backoff."""
@@ -292,12 +310,9 @@ class Pipeline:
             raise DeliveryFailed(f"{len(failed)} outputs not acknowledged ({failed[0][1].str()}); "
                                  "offsets not committed")
 
-    def _commit(self, messages: list) -> None:
-        last: dict[tuple[str, int], int] = {}
-        for m in messages:
-            k = (m.topic(), m.partition())
-            last[k] = max(last.get(k, -1), m.offset())
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        if not offsets:
+            return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:

@@ -84,6 +84,13 @@ class RouteRule(_Section):
 class BatchSettings(_Section):
     max_alerts: int = Field(500, ge=1)
     max_wait_ms: int = Field(500, ge=1)
+    # Whole exposure runs for filters that declare exposure_context (broker/exposure_runs.py):
+    # a partition's last run is held until the next exposure starts, or the partition has been
+    # quiet this long (seconds spent waiting for messages; 0 turns holding off), or the run is
+    # older or larger than the bounds below.
+    exposure_quiet_s: float = Field(2.0, ge=0)
+    exposure_max_hold_s: float = Field(60.0, gt=0)
+    exposure_max_alerts: int = Field(20_000, ge=1)
 
 
 class LimitSettings(_Section):

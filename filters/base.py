@@ -63,6 +63,10 @@ class Filter(ABC):
     # Detection columns needed, per survey; checked against the known columns at start-up.
     fields: ClassVar[dict[str, tuple[str, ...]]] = {}
     max_batch: ClassVar[int | None] = None  # the runtime chunks larger batches
+    # True when a score depends on the other alerts of the same exposure: the runtime then
+    # holds an exposure's alerts until the run is complete (``broker/exposure_runs.py``) and
+    # never chunks the batch (``max_batch`` must stay None).
+    exposure_context: ClassVar[bool] = False
 
     def setup(self, context: FilterContext) -> None:
         """Load models once; called before the first batch."""

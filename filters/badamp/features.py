@@ -4,15 +4,14 @@
   with the ``light-curve`` package on the r-band total-flux magnitudes of the alert history.
   The JSON was written by an older ``light-curve``; :func:`snad_extractors` converts its one
   outdated block (the periodogram's frequency grid) and builds the same extractors.
-* Detection + channel: the alert's quality fields plus context from the stream, per exposure
-  and readout channel (ZTF ``pid``/``rcid``, LSST ``visit``/``detector``), kept by
-  :class:`ChannelContext` over a bounded window of recent exposures.
+* Detection + channel: the alert's quality fields plus context per exposure and readout
+  channel (ZTF ``pid``/``rcid``, LSST ``visit``/``detector``) among the alerts of the same
+  exposure group of the batch (:func:`channel_context`); no state is kept between batches.
 """
 from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -112,89 +111,53 @@ def detection_feature_names(survey: str) -> list[str]:
     return list(DETECTION_FIELDS[survey]) + list(CONTEXT_FEATURES)
 
 
-class ChannelContext:
-    """Alerts per (exposure, readout channel) over the most recent ``max_exposures`` exposures.
+MIN_EXPOSURE_ALERTS = 20  # below this an exposure's channel statistics are noise: NaN
+
+
+def channel_context(group: np.ndarray, channel: np.ndarray, ids: np.ndarray, rb: np.ndarray,
+                    negative: np.ndarray) -> np.ndarray:
+    """:data:`CONTEXT_FEATURES` of each alert among the alerts of its exposure group.
 
     A failing amplifier shows as a burst of bogus detections from one channel of one
-    exposure, which no single detection reveals. Detections are counted once by alert id, so
-    a batch replayed after a crash (at-least-once delivery) does not inflate a channel.
-    Memory is bounded: oldest exposures go first, and each channel keeps at most
-    ``max_values`` real/bogus scores for its median.
+    exposure, which no single detection reveals. ``group`` says which alerts saw each other:
+    the runtime hands the filter whole exposure runs (all the alerts of one exposure that
+    arrived together in one partition, see ``broker/exposure_runs.py``), so the features are a
+    function of the input, not of how many pods share the stream or where a batch was cut.
+    Group < 0 (no exposure id) and groups under :data:`MIN_EXPOSURE_ALERTS` get NaN. An alert
+    id counted twice in a group (a producer's duplicate) counts once.
     """
-
-    MIN_EXPOSURE_ALERTS = 20  # below this an exposure's channel statistics are noise: NaN
-
-    def __init__(self, max_exposures: int = 256, max_values: int = 512):
-        self.max_exposures = max_exposures
-        self.max_values = max_values
-        self._exposures: OrderedDict[tuple, dict[float, dict]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._exposures)
-
-    def update(self, survey: str, ids: np.ndarray, exposure: np.ndarray, channel: np.ndarray,
-               rb: np.ndarray, negative: np.ndarray) -> None:
-        for a, e, c, r, neg in zip(ids, exposure, channel, rb, negative):
-            if not (np.isfinite(e) and np.isfinite(c)):
-                continue
-            key = (survey, float(e))
-            exp = self._exposures.get(key)
-            if exp is None:
-                exp = self._exposures[key] = {}
-                while len(self._exposures) > self.max_exposures:
-                    self._exposures.popitem(last=False)
-            else:
-                self._exposures.move_to_end(key)
-            ch = exp.setdefault(float(c), {"n": 0, "neg": 0, "rb": [], "ids": set()})
-            if a in ch["ids"]:
-                continue
-            ch["ids"].add(a)
-            ch["n"] += 1
-            ch["neg"] += int(bool(neg))
-            if np.isfinite(r) and len(ch["rb"]) < self.max_values:
-                ch["rb"].append(float(r))
-
-    def features(self, survey: str, exposure: np.ndarray, channel: np.ndarray) -> np.ndarray:
-        out = np.full((len(exposure), len(CONTEXT_FEATURES)), np.nan)
-        per_exposure: dict[float, tuple[float, float] | None] = {}  # (median count, total)
-        per_channel: dict[tuple[float, float], np.ndarray] = {}
-        for i, (e, c) in enumerate(zip(exposure, channel)):
-            exp = self._exposures.get((survey, float(e)))
-            if exp is None or float(c) not in exp:
-                continue
-            if e not in per_exposure:
-                counts = np.array([v["n"] for v in exp.values()], dtype=float)
-                per_exposure[e] = None if counts.sum() < self.MIN_EXPOSURE_ALERTS else (np.median(counts), counts.sum())
-            stats = per_exposure[e]
-            if stats is None:
-                continue
-            key = (float(e), float(c))
-            if key not in per_channel:
-                ch = exp[float(c)]
-                rb = np.array(ch["rb"], dtype=float)
-                has_rb = bool(len(rb))
-                per_channel[key] = np.array([
-                    ch["n"], ch["n"] / stats[0], ch["n"] / stats[1],
-                    np.median(rb) if has_rb else np.nan, ch["neg"] / ch["n"],
-                    np.mean(rb < 0.5) if has_rb else np.nan,
-                ])
-            out[i] = per_channel[key]
-        return out
+    out = np.full((len(group), len(CONTEXT_FEATURES)), np.nan)
+    ok = (group >= 0) & np.isfinite(channel)
+    for g in np.unique(group[ok]):
+        rows = np.flatnonzero(ok & (group == g))
+        _, first = np.unique(ids[rows], return_index=True)
+        uniq = rows[np.sort(first)]
+        if len(uniq) < MIN_EXPOSURE_ALERTS:
+            continue
+        chans, inverse, counts = np.unique(channel[uniq], return_inverse=True, return_counts=True)
+        median, total = float(np.median(counts)), float(counts.sum())
+        stats = np.full((len(chans), len(CONTEXT_FEATURES)), np.nan)
+        for c in range(len(chans)):
+            members = uniq[inverse == c]
+            r = rb[members]
+            r = r[np.isfinite(r)]
+            stats[c] = [counts[c], counts[c] / median, counts[c] / total,
+                        np.median(r) if len(r) else np.nan, np.mean(negative[members]),
+                        np.mean(r < 0.5) if len(r) else np.nan]
+        out[rows] = stats[np.searchsorted(chans, channel[rows])]
+    return out
 
 
 def detection_features(col: Callable[[str], np.ndarray], ids: np.ndarray, survey: str,
-                       context: ChannelContext, update: bool = True) -> np.ndarray:
+                       group: np.ndarray) -> np.ndarray:
     """Detection fields plus channel context; ``col(name)`` gives a column (NaN if absent)."""
-    exposure, channel = col("exposure_id"), col("channel_id")
     negative = (col("isdiffpos") == 0) if survey == "ztf" else (col("isNegative") > 0)
-    if update:
-        context.update(survey, ids, exposure, channel, col(REAL_BOGUS[survey]), negative)
     det = np.column_stack([col(f) for f in DETECTION_FIELDS[survey]])
-    return np.hstack([det, context.features(survey, exposure, channel)])
+    context = channel_context(group, col("channel_id"), ids, col(REAL_BOGUS[survey]), negative)
+    return np.hstack([det, context])
 
 
-def detection_matrix(batch: AlertBatch, survey: str, rows: np.ndarray, context: ChannelContext,
-                     update: bool = True) -> np.ndarray:
+def detection_matrix(batch: AlertBatch, survey: str, rows: np.ndarray) -> np.ndarray:
     """:func:`detection_features` for the alerts ``rows`` (all of one survey) of a batch."""
     sub = batch.subset(rows)
-    return detection_features(sub.column, sub.alert_id, survey, context, update)
+    return detection_features(sub.column, sub.alert_id, survey, sub.exposure_group)

@@ -1,7 +1,7 @@
 """The ``badamp`` filter: probability that an alert is bad data from a failing channel.
 
 Score: the calibrated detection + channel view (quality fields and per-exposure, per-channel
-context), for ZTF and LSST. Details: the object-history view (``object_artefact_prob``: SNAD
+context among the alerts of the same exposure run, ``batch.exposure_group``), for ZTF and LSST. Details: the object-history view (``object_artefact_prob``: SNAD
 expert-label model on the r-band history, ZTF only, when the history has enough points) and,
 for alerts above ``threshold``, the three features that pushed the score most (SHAP values from
 XGBoost's ``pred_contribs``) as ``shap:<feature>``.
@@ -15,7 +15,7 @@ import numpy as np
 
 from broker.batch import AlertBatch
 from filters.badamp.features import (
-    MIN_POINTS, REAL_BOGUS, ChannelContext, detection_feature_names, detection_matrix,
+    MIN_POINTS, REAL_BOGUS, detection_feature_names, detection_matrix,
     snad_feature_names, snad_features, total_mag_light_curve,
 )
 from filters.base import Filter, FilterContext, FilterResult
@@ -26,27 +26,37 @@ SURVEYS = ("ztf", "lsst")
 
 
 class _Model:
-    """An XGBoost booster with its isotonic calibration and training reference, loaded once."""
+    """XGBoost boosters (several when bagged over seeds: their probabilities are averaged) with
+    their isotonic calibration and training reference, loaded once."""
 
     def __init__(self, directory: Path, stem: str, names: list[str], device: str):
         import xgboost as xgb
 
         self.names = names
-        self.booster = xgb.Booster()
-        self.booster.load_model(directory / f"{stem}_model.ubj")
-        self.booster.set_param({"device": "cuda" if device == "cuda" else "cpu", "nthread": 2})
+        files = sorted(directory.glob(f"{stem}_model*.ubj"))
+        if not files:
+            raise FileNotFoundError(f"no {stem}_model*.ubj in {directory}")
+        self.boosters = []
+        for f in files:
+            booster = xgb.Booster()
+            booster.load_model(f)
+            booster.set_param({"device": "cuda" if device == "cuda" else "cpu", "nthread": 2})
+            self.boosters.append(booster)
         self.calibration = json.loads((directory / f"{stem}_calibration.json").read_text())
         self.drift = DriftMonitor(json.loads((directory / f"{stem}_reference.json").read_text()))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         import xgboost as xgb
 
-        raw = self.booster.predict(xgb.DMatrix(X, feature_names=None))
+        data = xgb.DMatrix(X)
+        raw = np.mean([b.predict(data) for b in self.boosters], axis=0)
         self.drift.add(X)
         return apply_isotonic(self.calibration, raw)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        return shap_contributions(self.booster, X)
+        # SHAP values are additive in the margin; their mean over a bag ranks the features
+        # that drove the averaged score.
+        return np.mean([shap_contributions(b, X) for b in self.boosters], axis=0)
 
 
 def shap_contributions(booster, X: np.ndarray) -> np.ndarray:
@@ -60,6 +70,7 @@ class BadampFilter(Filter):
     name = "badamp"
     version = "1.0.0"
     fields = {"ztf": ("rb", "exposure_id", "channel_id"), "lsst": ("reliability", "exposure_id", "channel_id")}
+    exposure_context = True  # channel context: the runtime hands over whole exposure runs
 
     def setup(self, context: FilterContext) -> None:
         super().setup(context)
@@ -68,7 +79,6 @@ class BadampFilter(Filter):
         self.channel = {s: _Model(directory, f"channel_{s}", detection_feature_names(s), context.device)
                         for s in SURVEYS}
         self.object = _Model(directory, "object", snad_feature_names(), context.device)
-        self.context_state = ChannelContext(int(context.options.get("max_exposures", 256)))
 
     def score(self, batch: AlertBatch) -> FilterResult:
         result = FilterResult.empty(batch.n)
@@ -80,7 +90,7 @@ class BadampFilter(Filter):
             if not len(rows):
                 continue
             model = self.channel[survey]
-            X = detection_matrix(batch, survey, rows, self.context_state)
+            X = detection_matrix(batch, survey, rows)
             p = model.predict(X)
             result.score[rows] = p
             self._explain(model, X, p, rows, result)

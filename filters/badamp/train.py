@@ -9,6 +9,7 @@ import numpy as np
 from filters import plots
 from filters.badamp.features import MIN_POINTS, snad_features, total_mag_light_curve
 from filters.badamp.filter import shap_contributions
+from filters.badamp.lsst_check import lsst_channel_check, real_lsstcam_batch
 from filters.badamp.train_channel import real_alert_batch, train_channel_model
 from filters.badamp.train_object import train_object_model
 from filters.evaluation import psi
@@ -46,11 +47,10 @@ def _shap_importance(model, X) -> np.ndarray:
 
 
 def train_badamp(out_dir: str, snad_csv: str = DEFAULT_SNAD, alerts: list[str] | None = None,
-                 max_evals: int = 60, n_exposures: int = 400, seed: int = 2026, log=print,
-                 reuse_search: bool = False) -> dict:
+                 max_evals: int = 20, n_exposures: int = 400, seed: int = 2026, log=print) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    obj = train_object_model(snad_csv, out, max_evals=max_evals, seed=seed, log=log, reuse_search=reuse_search)
+    obj = train_object_model(snad_csv, out, max_evals=max_evals, seed=seed, log=log)
     batch = real_alert_batch(alerts or DEFAULT_ALERTS)
     channel = {s: train_channel_model(batch, s, out, n_exposures=n_exposures, seed=seed, log=log)
                for s in ("ztf", "lsst")}
@@ -60,7 +60,7 @@ def train_badamp(out_dir: str, snad_csv: str = DEFAULT_SNAD, alerts: list[str] |
 
     figs: dict[str, list[str]] = {}
     ev = obj["evaluation"]
-    figs["object"] = plots.roc_pr(ev["y"], {"tuned": ev["raw"], "untuned": ev["baseline"]}, out, "object")
+    figs["object"] = plots.roc_pr(ev["y"], {obj["metrics"]["selected"]: ev["raw"], **ev["baselines"]}, out, "object")
     figs["object"].append(plots.calibration(ev["y"], ev["raw"], ev["calibrated"], out, "object"))
     figs["object"].append(plots.confusion(ev["y"], (ev["calibrated"] > ev["threshold"]).astype(int), out, "object",
                                           labels=("real", "artefact")))
@@ -73,56 +73,85 @@ def train_badamp(out_dir: str, snad_csv: str = DEFAULT_SNAD, alerts: list[str] |
         figs[s].append(plots.confusion(ev["y"], (ev["calibrated"] > ev["threshold"]).astype(int), out,
                                        f"channel_{s}", labels=("normal", "failing")))
         figs[s].append(plots.importance(ev["names"], _shap_importance(ev["model"], ev["X"]), out, f"channel_{s}"))
-    card = model_card(obj["metrics"], {s: r["metrics"] for s, r in channel.items()}, rep, figs, snad_csv)
+    lsst = lsst_channel_check(_loaded_filter(out), real_lsstcam_batch(), out)
+    (out / "lsst_real_check.json").write_text(json.dumps(lsst, indent=1))
+    card = model_card(obj["metrics"], {s: r["metrics"] for s, r in channel.items()}, rep, figs, snad_csv, lsst)
     (out / "MODEL_CARD.md").write_text(card)
     log(f"model card: {out / 'MODEL_CARD.md'}")
     return {"object": obj["metrics"], "channel": {s: r["metrics"] for s, r in channel.items()}, "representativeness": rep}
+
+
+def _loaded_filter(model_dir: Path):
+    from filters.badamp.filter import BadampFilter
+    from filters.base import FilterContext
+
+    f = BadampFilter()
+    f.setup(FilterContext(model_dir=model_dir))
+    return f
 
 
 def _img(names: list[str]) -> str:
     return "\n".join(f"![{n}]({n})" for n in names)
 
 
-def model_card(om: dict, cm: dict, rep: dict, figs: dict, snad_csv: str) -> str:
+def model_card(om: dict, cm: dict, rep: dict, figs: dict, snad_csv: str, lsst: dict) -> str:
     lo, hi = om["test_auc_ci95"]
     top_psi = list(rep["psi"].items())[:8]
+    cands = om["candidates"]
     lines = [
-        "# Model card: `badamp` 1.0.0",
+        "# Model card: `badamp` 1.1.0",
         "",
         "Bad-data and failing-amplifier detector for ZTF and Rubin/LSST alerts. Two views, both",
-        "XGBoost, both calibrated with isotonic regression. Written by `alert-broker train badamp`.",
+        "XGBoost, both calibrated with isotonic regression. Written by `alert-broker train badamp`;",
+        "every figure below is measured by that command.",
         "",
         "## Object-history view (SNAD expert labels)",
         "",
-        f"* **Data**: `{Path(snad_csv).name}`, {om['n_train'] + om['n_test']} ZTF data-release objects "
+        f"* **Data**: `{Path(snad_csv).name}`, {om['n_labelled']} ZTF data-release objects "
         "labelled by SNAD experts as artefact (ghost, bright star, spike, frame edge, column, defocusing, "
         f"track, ...) or real; {om['n_features']} `light-curve` features (r band).",
-        f"* **Split**: {om['n_test']} objects held out (stratified, grouped by object id, seed {om['seed']}), "
-        "never used for tuning or calibration.",
-        f"* **Tuning**: hyperopt TPE, {om['search_evals']} evaluations, objective = mean ROC AUC of "
-        "5-fold cross-validation on the training objects (folds stratified and grouped by object).",
+        f"* **Split**: {om['n_test']} objects held out (stratified, grouped by object id, seed {om['seed']}) "
+        f"and not looked at until the end; the other {om['n_development']} are the development set.",
+        f"* **Selection**: nested cross-validation on the development set, {om['outer_folds']} outer folds "
+        f"repeated {om['outer_repeats']} times; the outer folds only judge. Candidates: XGBoost defaults; a "
+        "standard regularised configuration (600 trees, learning rate 0.03, depth 5, row subsample 0.8, "
+        f"column subsample 0.5); the same averaged over 5 seeds; and a tuned one (hyperopt TPE, "
+        f"{om['search_evals']} evaluations on 3 inner folds inside each outer training part, learning "
+        "rates 0.005-0.3 with the number of trees found by early stopping). The shipped configuration is "
+        "the best by mean outer-fold ROC AUC.",
         "",
-        "| | ROC AUC |",
-        "|---|---|",
-        f"| untuned XGBoost, cross-validated on train | {om['baseline_cv_auc']:.4f} |",
-        f"| tuned, cross-validated on train | {om['tuned_cv_auc']:.4f} |",
-        f"| untuned, held-out test | {om['baseline_test_auc']:.4f} |",
-        f"| **tuned, held-out test** | **{om['test_auc']:.4f}** (95% bootstrap CI {lo:.4f}-{hi:.4f}) |",
+        "| candidate | outer-fold ROC AUC (mean +- sd) | held-out ROC AUC |",
+        "|---|---|---|",
+    ]
+    for c, r in cands.items():
+        held = om["test_auc"] if c == om["selected"] else om["test_auc_other_candidates"].get(c)
+        held_s = f"**{held:.4f}**" if c == om["selected"] else (f"{held:.4f}" if held is not None else "not fitted")
+        name = f"**{c}** (selected)" if c == om["selected"] else c
+        lines.append(f"| {name} | {r['outer_auc_mean']:.4f} +- {r['outer_auc_std']:.4f} | {held_s} |")
+    gap = abs(cands[om["selected"]]["outer_auc_mean"] - om["test_auc"])
+    lines += [
         "",
-        f"**Goal**: held-out ROC AUC >= {AUC_GOAL} (issue #3). "
-        + ("Met." if om["test_auc"] >= AUC_GOAL else
-           f"**Not met**: {om['test_auc']:.4f}. Tuning gains {om['tuned_cv_auc'] - om['baseline_cv_auc']:+.4f} in "
-           f"cross-validation and {om['test_auc'] - om['baseline_test_auc']:+.4f} on the held-out objects; "
-           "multi-class training on the artefact subtypes, down-weighting `uncertain` tags, random and "
-           "extra-trees forests and their average with XGBoost were tried and also stayed near 0.944 in "
-           "cross-validation, as did XGBoost with 4-5 features per split (colsample_bynode 0.1 or "
-           "colsample_bylevel 0.07, 0.943). The split was fixed before any result was seen and was not changed. "
-           "For scale: the labels' own authors report 5-fold ROC AUC 0.93 +- 0.01 for a tuned XGBoost and "
-           "0.95 +- 0.01 for CatBoost on this same table (snad-space/ztf_real_bogus_clf, comparison_ac.ipynb)."),
+        f"Held-out ROC AUC of the selected configuration, fitted on the development set: "
+        f"**{om['test_auc']:.4f}** (95% bootstrap CI {lo:.4f}-{hi:.4f}); its outer-fold estimate differs "
+        f"by {gap:.4f}. The tuned candidate is judged but not fitted on the held-out objects when "
+        "another wins (its search would cost minutes for a number that selects nothing).",
+        "",
+        f"**Goal** (issue #12): ROC AUC >= {AUC_GOAL} on objects never used for training or selection. "
+        + ("Met on this split." if om["test_auc"] >= AUC_GOAL else
+           f"Not met on this split ({om['test_auc']:.4f}). For comparison, issue #12 reports on 661 "
+           "SNAD-labelled objects outside the repository 0.942 for XGBoost defaults and 0.952 for the "
+           "standard configuration, both trained on all 2,648 objects. "
+           "For scale: the labels' own authors report 5-fold ROC AUC 0.93 +- 0.01 for a tuned XGBoost "
+           "and 0.95 +- 0.01 for CatBoost on this table (snad-space/ztf_real_bogus_clf)."),
+        "",
+        f"**Shipped model**: the selected configuration refitted on all {om['n_labelled']} labelled objects "
+        "(the held-out fifth included: objects nobody has labelled yet gain from every label), calibrated "
+        "with isotonic regression on 5-fold out-of-fold predictions over all of them (out-of-fold ROC "
+        f"AUC {om['shipped_oof_auc_all_labelled']:.4f}). Configuration: `{json.dumps(om['config'])}`.",
         "",
         f"PR-AUC (average precision) on the held-out test: {om['test_pr_auc']:.4f}. Brier score "
-        f"{om['test_brier_raw']:.4f} raw, {om['test_brier_calibrated']:.4f} calibrated. "
-        f"Hyper-parameters: `{json.dumps(om['params'])}`.",
+        f"{om['test_brier_raw']:.4f} raw, {om['test_brier_calibrated']:.4f} calibrated (development-set "
+        "calibration).",
         "",
         _img(figs["object"]),
         "",
@@ -136,6 +165,17 @@ def model_card(om: dict, cm: dict, rep: dict, figs: dict, snad_csv: str) -> str:
         "detection's quality fields plus per exposure and channel: count, count over the exposure's",
         "median channel count, share of the exposure, median real/bogus, fraction negative, fraction",
         "with real/bogus < 0.5.",
+        "",
+        "**What the context sees.** The channel statistics are computed over an *exposure run*: the",
+        "alerts of one exposure that follow one another in one input partition. The runtime holds a",
+        "partition's last run until the next exposure starts there (or the partition has been quiet",
+        "for `batch.exposure_quiet_s`), then hands the whole run to the filter in one batch, so a score",
+        "is a function of the input topic: the same with one pod or four, after a rebalance and on a",
+        "replay (tested in `tests/integration/test_badamp_determinism.py`). What it cannot see: the",
+        "same exposure's alerts in other partitions (key the input topic by exposure id, or use one",
+        "partition, to give each run the whole exposure), and an exposure whose alerts pause for",
+        "longer than the quiet time is split in two. Runs under 20 alerts get no context (NaN) and",
+        "the model falls back on the detection's own fields, as it was trained to.",
         "",
         "| survey | test AUC | recall at 1% FPR | rule cut recall at 1% FPR | rule cut's own point (recall / FPR) | without channel context, recall at 1% FPR |",
         "|---|---|---|---|---|---|",
@@ -155,6 +195,7 @@ def model_card(om: dict, cm: dict, rep: dict, figs: dict, snad_csv: str) -> str:
     ]
     for s in cm:
         lines += [f"### {s}", "", _img(figs[s]), ""]
+    lines += lsst_section(lsst)
     pts = rep["r_band_points_percentiles_10_50_90_99"]
     lines += [
         "## Representativeness: does the training data look like the stream?",
@@ -183,3 +224,48 @@ def model_card(om: dict, cm: dict, rep: dict, figs: dict, snad_csv: str) -> str:
         "the object-history model.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def lsst_section(r: dict) -> list[str]:
+    p50, p90, p99 = r["score_percentiles_50_90_99"]
+    hot = {d: v for d, v in r["per_detector"].items() if v["above_0.5"]}
+    lines = [
+        "## The channel view on real LSSTCam alerts",
+        "",
+        f"{r['alerts']} real LSSTCam alerts from ../shared/data (v9.0 from 2025-09-05, v10.0 from "
+        f"2025-12-31; {r['visits']} visits, {len(r['per_detector'])} detectors), unlabelled, scored as one batch "
+        f"(exposure groups of {', '.join(map(str, r['exposure_groups_sizes']))} alerts; only groups of 20 or "
+        f"more get channel context). Scored {r['scored']}/{r['alerts']}; score percentiles 50/90/99 = "
+        f"{p50:.3f} / {p90:.3f} / {p99:.3f}; {r['above_0.5']} alert(s) above 0.5.",
+        "",
+        "| detector | alerts | above 0.5 |",
+        "|---|---|---|",
+    ] + [f"| {d} | {v['alerts']} | {v['above_0.5']} |" for d, v in hot.items()] + [
+        f"| the other {len(r['per_detector']) - len(hot)} detectors | "
+        f"{sum(v['alerts'] for d, v in r['per_detector'].items() if d not in hot)} | 0 |",
+        "",
+        "Top alerts and the three features that pushed each score most (SHAP, log-odds; shown for "
+        "scores above 0.5):",
+        "",
+        "| alert | visit | detector | score | reliability | SNR | top SHAP |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in r["top"]:
+        shap = ", ".join(f"{k} {v:+.2f}" for k, v in t["shap"].items()) or "-"
+        lines.append(f"| {t['alert_id']} | {t['visit']:.0f} | {t['detector']:.0f} | {t['score']:.3f} | "
+                     f"{t['reliability']:.3f} | {t['snr']:.1f} | {shap} |")
+    lines += ["", _img(r["figures"]), "", LSST_READING.format(alerts=r["alerts"], detectors=len(r["per_detector"])), ""]
+    return lines
+
+
+# Written after looking at the figures above; re-read them when the model changes.
+LSST_READING = (
+    "**Reading.** On these real alerts the channel view is quiet: one alert is above 0.5, and its "
+    "stamps show why: a subtraction residual (a dipole) on a bright star at the edge of a detector "
+    "(the science stamp is cut by a masked band). That is bad data, though not a failing amplifier; the "
+    "score is driven by a poor PSF fit (`psfChi2`) and by its channel's share of negative detections "
+    "in that visit. The next alerts (about 0.33) are a faint source beside a galaxy and a noise-like "
+    "detection at SNR 5, which a reviewer would also question. No detector shows a burst: {alerts} alerts "
+    "over {detectors} detectors are too few per visit and detector for a failing channel to stand out, so this "
+    "sample can show what the view flags, not how often LSSTCam amplifiers fail."
+)

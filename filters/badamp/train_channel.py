@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from broker.batch import AlertBatch
-from filters.badamp.features import CONTEXT_FEATURES, ChannelContext, detection_feature_names, detection_features
+from filters.badamp.features import CONTEXT_FEATURES, detection_feature_names, detection_features
 from filters.badamp.inject import make_exposures, pool_from_batch, split_by_object
 from filters.evaluation import apply_isotonic, fit_isotonic, psi_reference, recall_at_fpr, roc_auc_ci
 
@@ -20,15 +20,15 @@ PARAMS = {"n_estimators": 300, "max_depth": 5, "learning_rate": 0.05, "subsample
 
 
 def features_of(exposures: dict[str, np.ndarray], survey: str) -> np.ndarray:
-    """Feature rows as the live filter computes them: one exposure at a time, one context."""
-    context = ChannelContext()
+    """Feature rows as the live filter computes them: each exposure one group."""
     n = len(exposures["label"])
     out = np.empty((n, len(detection_feature_names(survey))))
     ids = exposures["exposure_id"]
     for e in np.unique(ids):
         rows = np.flatnonzero(ids == e)
         cols = {k: v[rows] for k, v in exposures.items()}
-        out[rows] = detection_features(lambda k: cols.get(k, np.full(len(rows), np.nan)), rows, survey, context)
+        out[rows] = detection_features(lambda k: cols.get(k, np.full(len(rows), np.nan)), rows, survey,
+                                       np.zeros(len(rows), dtype=np.int64))
     return out
 
 

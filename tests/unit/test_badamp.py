@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from broker.batch import AlertBatch
-from filters.badamp.features import ChannelContext, detection_feature_names, snad_feature_names
+from filters.badamp.features import channel_context, detection_feature_names, snad_feature_names
 from filters.badamp.filter import BadampFilter
 from filters.badamp.inject import make_exposures, pool_from_batch
 from filters.base import FilterContext
@@ -44,19 +44,19 @@ def test_every_sample_alert_scored_or_null_with_reason(badamp, sample_batch):
     assert views and shorts and all(0 <= d["object_artefact_prob"] <= 1 for d in views)
 
 
-def test_channel_context_counts_bursts_once_and_stays_bounded():
-    ctx = ChannelContext(max_exposures=3)
-    ids = np.arange(30)
-    exposure = np.zeros(30)
-    channel = np.r_[np.full(20, 5.0), np.arange(10.0, 20.0)]
-    rb = np.r_[np.full(20, 0.1), np.full(10, 0.9)]
-    ctx.update("ztf", ids, exposure, channel, rb, np.zeros(30, bool))
-    ctx.update("ztf", ids, exposure, channel, rb, np.zeros(30, bool))  # a replayed batch
-    f = ctx.features("ztf", np.array([0.0, 0.0]), np.array([5.0, 17.0]))
-    assert f[0, 0] == 20 and f[1, 0] == 1 and f[0, 1] > 10 and f[0, 3] == pytest.approx(0.1)
-    for e in range(1, 5):
-        ctx.update("ztf", np.array([100 + e]), np.array([float(e)]), np.array([1.0]), np.array([0.5]), np.array([False]))
-    assert len(ctx) == 3 and np.isnan(ctx.features("ztf", np.array([0.0]), np.array([5.0]))).all()
+def test_channel_context_is_per_group_and_counts_duplicates_once():
+    ids = np.r_[np.arange(30), np.arange(5)]  # five alerts delivered twice
+    channel = np.r_[np.full(20, 5.0), np.arange(10.0, 20.0), np.full(5, 5.0)]
+    rb = np.r_[np.full(20, 0.1), np.full(10, 0.9), np.full(5, 0.1)]
+    group = np.zeros(35, dtype=np.int64)
+    f = channel_context(group, channel, ids, rb, np.zeros(35, bool))
+    assert f[0, 0] == 20 and f[20, 0] == 1 and f[0, 1] > 10 and f[0, 3] == pytest.approx(0.1)
+    assert f[20, 2] == pytest.approx(1 / 30)
+    # The same alerts split into two groups see only their own group; small groups are NaN.
+    split = np.where(np.arange(35) < 25, 0, 1)
+    g = channel_context(split, channel, ids, rb, np.zeros(35, bool))
+    assert g[0, 0] == 20 and np.isnan(g[30]).all()
+    assert np.isnan(channel_context(np.full(35, -1), channel, ids, rb, np.zeros(35, bool))).all()
 
 
 def test_injector_labels_bursts_in_one_channel(sample_batch):
@@ -103,10 +103,13 @@ def test_tiny_object_training_and_score_command(tmp_path):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows[i] for i in pick)
-    result = train_object_model(small, tmp_path, max_evals=2, folds=3, log=lambda *_: None)
+    result = train_object_model(small, tmp_path, max_evals=2, folds=3, repeats=1, log=lambda *_: None,
+                                candidates=("default", "standard_bagged"))
     m = result["metrics"]
     assert m["test_auc"] > 0.8 and m["test_auc_ci95"][0] < m["test_auc"] < m["test_auc_ci95"][1]
-    for name in ("object_model.ubj", "object_calibration.json", "object_reference.json"):
+    assert set(m["candidates"]) == {"default", "standard_bagged"} and len(m["candidates"]["default"]["outer_aucs"]) == 3
+    assert m["selected"] == max(m["candidates"], key=lambda c: m["candidates"][c]["outer_auc_mean"])
+    for name in ("object_model_0.ubj", "object_calibration.json", "object_reference.json"):
         assert (tmp_path / name).exists()
     out = subprocess.run([sys.executable, "-m", "broker.cli", "score", "badamp", "--snad-features", str(small),
                           "--json", "--model-dir", str(tmp_path)], capture_output=True, text=True, check=True)
@@ -129,3 +132,16 @@ def test_psi_and_recall_helpers():
 
 def test_feature_name_lists():
     assert len(detection_feature_names("ztf")) >= 12 + 6 and len(detection_feature_names("lsst")) >= 12 + 6
+
+
+def test_real_lsstcam_alerts_of_v9_and_v10_scored_with_figures(badamp, tmp_path):
+    pytest.importorskip("pyarrow")
+    from filters.badamp.lsst_check import REAL_LSSTCAM, lsst_channel_check, real_lsstcam_batch
+
+    shared_or_skip(REAL_LSSTCAM[0].replace("../shared/data/", ""))
+    batch = real_lsstcam_batch()
+    assert {"9.0", "10.0"} <= set(batch.schema_version) and (batch.survey == "lsst").all()
+    r = lsst_channel_check(badamp, batch, tmp_path)
+    assert r["scored"] == r["alerts"] == batch.n
+    assert sum(v["alerts"] for v in r["per_detector"].values()) == batch.n
+    assert all((tmp_path / f).stat().st_size > 1000 for f in r["figures"])
