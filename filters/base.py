@@ -67,6 +67,10 @@ class Filter(ABC):
     # holds an exposure's alerts until the run is complete (``broker/exposure_runs.py``) and
     # never chunks the batch (``max_batch`` must stay None).
     exposure_context: ClassVar[bool] = False
+    # Optional commands: a module with ``train(argv) -> int`` and/or ``score(argv) -> int``
+    # (``alert-broker train|score NAME ...``) and ``bench(device) -> dict`` (``alert-broker
+    # bench``). The CLI finds them here, so it never imports a filter by name.
+    commands: ClassVar[str | None] = None
 
     def setup(self, context: FilterContext) -> None:
         """Load models once; called before the first batch."""
@@ -88,6 +92,26 @@ class Filter(ABC):
             rows = batch.survey == survey
             for col in names:
                 result.set_null(rows & ~np.isfinite(batch.column(col)), f"missing:{col}")
+
+
+def filter_commands(name: str, command: str):
+    """The ``command`` hook (``train``, ``score``, ``bench``) of installed filter ``name``, or None."""
+    import importlib
+
+    cls = discover().get(name)
+    if cls is None:
+        raise LookupError(f"no installed filter {name!r}; installed: {sorted(discover())}")
+    if not cls.commands:
+        return None
+    return getattr(importlib.import_module(cls.commands), command, None)
+
+
+def print_rows(rows: list[dict], as_json: bool) -> None:
+    """Offline scoring output: one JSON object or one tab-separated line per row."""
+    import json
+
+    for row in rows:
+        print(json.dumps(row, default=float) if as_json else "\t".join(str(v) for v in row.values()))
 
 
 def discover() -> dict[str, type[Filter]]:

@@ -71,6 +71,7 @@ class BadampFilter(Filter):
     version = "1.0.0"
     fields = {"ztf": ("rb", "exposure_id", "channel_id"), "lsst": ("reliability", "exposure_id", "channel_id")}
     exposure_context = True  # channel context: the runtime hands over whole exposure runs
+    commands = "filters.badamp.commands"
 
     def setup(self, context: FilterContext) -> None:
         super().setup(context)

@@ -56,7 +56,7 @@ def parquet_alerts(path: str | Path, schema_id: int = 1000) -> list[bytes]:
 
 def real_lsstcam_batch(dirs=REAL_LSSTCAM, parquet: str | None = REAL_LSSTCAM_V10) -> AlertBatch:
     from broker.codec import Decoder
-    from broker.replay import iter_payloads
+    from broker.tools.replay import iter_payloads
     from broker.schema_store import SchemaResolver
     from broker.surveys import decode_alerts
 

@@ -19,16 +19,19 @@ PARAMS = {"n_estimators": 300, "max_depth": 5, "learning_rate": 0.05, "subsample
           "colsample_bytree": 0.8, "min_child_weight": 2}
 
 
-def features_of(exposures: dict[str, np.ndarray], survey: str) -> np.ndarray:
-    """Feature rows as the live filter computes them: each exposure one group."""
+def features_of(exposures: dict[str, np.ndarray], survey: str, partitions: int = 1, seed: int = 0) -> np.ndarray:
+    """Feature rows as the live filter computes them: each exposure run one group. With
+    ``partitions`` > 1 each exposure's detections are dealt at random over that many input
+    partitions, and each partition's share is a run of its own (what a consumer of a topic that
+    is not keyed by exposure sees)."""
     n = len(exposures["label"])
     out = np.empty((n, len(detection_feature_names(survey))))
     ids = exposures["exposure_id"]
+    part = np.random.default_rng(seed).integers(0, partitions, n)
     for e in np.unique(ids):
         rows = np.flatnonzero(ids == e)
         cols = {k: v[rows] for k, v in exposures.items()}
-        out[rows] = detection_features(lambda k: cols.get(k, np.full(len(rows), np.nan)), rows, survey,
-                                       np.zeros(len(rows), dtype=np.int64))
+        out[rows] = detection_features(lambda k: cols.get(k, np.full(len(rows), np.nan)), rows, survey, part[rows])
     return out
 
 
@@ -86,6 +89,9 @@ def train_channel_model(batch: AlertBatch, survey: str, out_dir: str | Path, n_e
         "rule_cut_operating_point": {"recall": float(cut[yte == 1].mean()), "fpr": float(cut[neg].mean())},
         "model_recall_at_rule_cut_fpr": recall_at_fpr(yte, raw, float(cut[neg].mean()))[0],
         "no_context_recall_at_1pct_fpr": recall_at_fpr(yte, ablation, 0.01)[0],
+        "partitioned_recall_at_1pct_fpr": {
+            str(k): recall_at_fpr(yte, model.predict_proba(features_of(test, survey, k, seed))[:, 1], 0.01)[0]
+            for k in (2, 4, 16)},
         "recall_subtle_at_1pct_fpr": float((raw[subtle] > thr).mean()) if subtle.any() else None,
         "rule_cut_recall_subtle": float(cut[subtle].mean()) if subtle.any() else None,
         "params": PARAMS, "seed": seed, "n_exposures": n_exposures,
@@ -105,7 +111,7 @@ def train_channel_model(batch: AlertBatch, survey: str, out_dir: str | Path, n_e
 def real_alert_batch(paths: list[str]) -> AlertBatch:
     """Every decodable alert under ``paths`` as one batch (the injector's pool of real data)."""
     from broker.codec import Decoder
-    from broker.replay import iter_payloads
+    from broker.tools.replay import iter_payloads
     from broker.schema_store import SchemaResolver
     from broker.surveys import decode_alerts
 

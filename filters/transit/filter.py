@@ -74,6 +74,7 @@ def alert_light_curve(batch: AlertBatch, i: int) -> LightCurve:
 
 class TransitFilter(Filter):
     name = "transit"
+    commands = "filters.transit.commands"
     version = "1.1.0"
     fields = {"ztf": ("mjd",), "lsst": ("mjd",)}
     max_batch = 256
@@ -134,7 +135,7 @@ def score_files(paths: list[str], combine_files: bool = False, model_dir: Path |
                        above_threshold=bool(probs[k] >= scorer.threshold),
                        candidates=[{"period_days": x.period, "score": float(p)} for x, p in zip(cands, probs)])
             if plot_dir:
-                from filters.transit.card import plot_candidate
+                from filters.transit.plot import plot_candidate
 
                 Path(plot_dir).mkdir(parents=True, exist_ok=True)
                 verdict = "transit" if probs[k] >= scorer.threshold else "no transit"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.embedded import EmbeddedBroker
+from broker.tools.embedded import EmbeddedBroker
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker.annotations import decode_annotation
-from broker.embedded import free_port
+from broker.tools.embedded import free_port
 from tests.integration.conftest import read_topic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ class PipelineProc:
     def __init__(self, bootstrap: str, topic: str, group: str, ann: str, dlq: str, config: Path | None = None,
                  filters: str = "quality", env: dict | None = None, idle_s: float = 4.0, metrics: bool = False):
         self.metrics_port = free_port() if metrics else None
-        cmd = [sys.executable, "-m", "broker.cli", "run", "--bootstrap", bootstrap, "--input-topic", topic,
+        cmd = [sys.executable, "-m", "broker.tools.cli", "run", "--bootstrap", bootstrap, "--input-topic", topic,
                "--group", group, "--annotations-topic", ann, "--dlq-topic", dlq, "--filters", filters,
                "--exit-when-idle", str(idle_s)]
         if config:

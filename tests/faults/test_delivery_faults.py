@@ -9,9 +9,9 @@ import time
 
 
 from broker.codec import Decoder
-from broker.embedded import EmbeddedBroker
+from broker.tools.embedded import EmbeddedBroker
 from broker.kafka_io import ensure_topics
-from broker.replay import replay
+from broker.tools.replay import replay
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings
 from tests.conftest import FIXTURES, SHARED

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
-from broker.embedded import free_port
+from broker.tools.embedded import free_port
 from broker.kafka_io import ensure_topics
-from broker.replay import iter_payloads
+from broker.tools.replay import iter_payloads
 from broker.settings import KafkaSettings
 from tests.conftest import FIXTURES
 from tests.faults.faulty_filters import plugin_path, poisoned

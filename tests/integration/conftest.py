@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from broker.embedded import EmbeddedBroker
+from broker.tools.embedded import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

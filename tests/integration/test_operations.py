@@ -16,9 +16,9 @@ import pytest
 
 from broker.annotations import decode_annotation
 from broker.codec import Decoder
-from broker.embedded import free_port
+from broker.tools.embedded import free_port
 from broker.kafka_io import ensure_topics
-from broker.replay import replay
+from broker.tools.replay import replay
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings, Settings
 from tests.conftest import FIXTURES, SHARED
@@ -46,7 +46,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def _run_cmd(bootstrap, topic, group, ann, dlq, *extra):
-    return [sys.executable, "-m", "broker.cli", "run", "--bootstrap", bootstrap, "--input-topic", topic,
+    return [sys.executable, "-m", "broker.tools.cli", "run", "--bootstrap", bootstrap, "--input-topic", topic,
             "--group", group, "--annotations-topic", ann, "--dlq-topic", dlq, "--filters", "quality", *extra]
 
 

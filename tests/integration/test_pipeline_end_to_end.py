@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from broker.annotations import decode_annotation
 from broker.codec import DecodeError, Decoder
 from broker.kafka_io import ensure_topics
-from broker.replay import iter_payloads, replay
+from broker.tools.replay import iter_payloads, replay
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings
 from tests.conftest import SHARED
@@ -69,7 +69,7 @@ def test_replay_run_tail_every_alert_once(kafka, tmp_path):
     cfg.write_text(f"routes:\n  - {{topic: {GOOD}, condition: 'quality.score >= 1'}}\nlimits: {{max_message_bytes: 500000}}\n"
                    "kafka: {session_timeout_ms: 6000}\nbatch: {max_alerts: 300, max_wait_ms: 200}\n")
     run = subprocess.run(
-        [sys.executable, "-m", "broker.cli", "run", "--config", str(cfg), "--bootstrap", kafka.bootstrap,
+        [sys.executable, "-m", "broker.tools.cli", "run", "--config", str(cfg), "--bootstrap", kafka.bootstrap,
          "--input-topic", INPUT, "--group", "it", "--annotations-topic", ANN, "--dlq-topic", DLQ,
          "--filters", "quality", "--exit-when-idle", "3"],
         capture_output=True, text=True, timeout=180,
@@ -102,7 +102,7 @@ def test_replay_run_tail_every_alert_once(kafka, tmp_path):
 
     # The tail command prints the dead letters with their reasons.
     tail = subprocess.run(
-        [sys.executable, "-m", "broker.cli", "tail", "--bootstrap", kafka.bootstrap, "--topic", DLQ,
+        [sys.executable, "-m", "broker.tools.cli", "tail", "--bootstrap", kafka.bootstrap, "--topic", DLQ,
          "--from-beginning", "--exit-when-idle", "2"],
         capture_output=True, text=True, timeout=120,
     )

@@ -111,7 +111,7 @@ def test_tiny_object_training_and_score_command(tmp_path):
     assert m["selected"] == max(m["candidates"], key=lambda c: m["candidates"][c]["outer_auc_mean"])
     for name in ("object_model_0.ubj", "object_calibration.json", "object_reference.json"):
         assert (tmp_path / name).exists()
-    out = subprocess.run([sys.executable, "-m", "broker.cli", "score", "badamp", "--snad-features", str(small),
+    out = subprocess.run([sys.executable, "-m", "broker.tools.cli", "score", "badamp", "--snad-features", str(small),
                           "--json", "--model-dir", str(tmp_path)], capture_output=True, text=True, check=True)
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert len(lines) == 500 and {"oid", "score"} == set(lines[0])

@@ -10,4 +10,4 @@ def test_dockerfile_copies_existing_paths_and_runs_the_cli():
         for path in src.split():
             assert (REPO / path).exists(), path
     assert 'ENTRYPOINT ["alert-broker"]' in text and "torch==2.13.0" in text
-    assert 'alert-broker = "broker.cli:main"' in (REPO / "pyproject.toml").read_text()
+    assert 'alert-broker = "broker.tools.cli:main"' in (REPO / "pyproject.toml").read_text()

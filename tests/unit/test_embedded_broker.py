@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.embedded import free_port
+from broker.tools.embedded import free_port
 
 
 def _children(pid: int) -> list[int]:
@@ -40,7 +40,7 @@ def test_kafka_command_stops_tansu(sig, tmp_path):
     # A file, not a pipe: Tansu logs to the same stdout, and a full pipe nobody reads would
     # block both processes.
     out = (tmp_path / "stdout").open("w")
-    cli = subprocess.Popen([sys.executable, "-m", "broker.cli", "kafka", "--port", str(port)],
+    cli = subprocess.Popen([sys.executable, "-m", "broker.tools.cli", "kafka", "--port", str(port)],
                            stdout=out, stderr=subprocess.DEVNULL, text=True)
     try:
         end = time.monotonic() + 30

@@ -59,13 +59,13 @@ def test_invalid_settings_give_one_line_naming_the_setting(tmp_path):
     cfg.write_text("kafka:\n  sasl_pasword: hunter2\n")
     for args in (["--config", str(cfg)], ["--config", str(tmp_path / "nope.yaml")],
                  ["--filters", "no-such-filter", "--bootstrap", "127.0.0.1:1"]):
-        run = subprocess.run([sys.executable, "-m", "broker.cli", "run", *args], capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-m", "broker.tools.cli", "run", *args], capture_output=True, text=True,
                              timeout=60)
         lines = [x for x in run.stderr.splitlines() if x.startswith("alert-broker:")]
         assert run.returncode == 2 and len(lines) == 1, run.stderr[-2000:]
         assert "Traceback" not in run.stderr and "hunter2" not in run.stderr
     assert "kafka.sasl_pasword" in subprocess.run(
-        [sys.executable, "-m", "broker.cli", "run", "--config", str(cfg)], capture_output=True, text=True).stderr
+        [sys.executable, "-m", "broker.tools.cli", "run", "--config", str(cfg)], capture_output=True, text=True).stderr
 
 
 def test_unreachable_bootstrap_is_one_line_not_a_flood(tmp_path):
@@ -76,7 +76,7 @@ def test_unreachable_bootstrap_is_one_line_not_a_flood(tmp_path):
 
     env = dict(os.environ, ALERT_BROKER__TIMEOUTS__STARTUP_S="3")
     t0 = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "broker.cli", "run", "--bootstrap", "127.0.0.1:1",
+    run = subprocess.run([sys.executable, "-m", "broker.tools.cli", "run", "--bootstrap", "127.0.0.1:1",
                           "--exit-when-idle", "1"], capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 2 and time.monotonic() - t0 < 30
     assert [x for x in run.stderr.splitlines() if x.startswith("alert-broker:")] == [

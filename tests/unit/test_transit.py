@@ -161,7 +161,7 @@ def test_score_command_csv_fits_combine_and_plot(k2_3, tmp_path):
         p = tmp_path / f"part{i}.csv"
         p.write_text("time,flux\n" + "\n".join(f"{t},{f * (1.1 if i else 1.0)}" for t, f in zip(k2_3.time[sl], k2_3.flux[sl])))
         parts.append(str(p))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "broker.cli", "score", "transit", *a, "--json"],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "broker.tools.cli", "score", "transit", *a, "--json"],  # noqa: E731
                                     capture_output=True, text=True, check=True).stdout.splitlines()
     rows = [json.loads(x) for x in run(str(path), str(fpath), "--plot", str(tmp_path / "plots"))]
     assert len(rows) == 2 and all(period_matches(r["period_days"], 10.05) for r in rows)

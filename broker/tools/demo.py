@@ -5,16 +5,16 @@ import gc
 from pathlib import Path
 
 from broker.codec import Decoder
-from broker.embedded import EmbeddedBroker
+from broker.tools.embedded import EmbeddedBroker
 from broker.kafka_io import ensure_topics
 from broker.outputs import RunSummary
 from broker.pipeline import Pipeline
-from broker.replay import replay
+from broker.tools.replay import replay
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings, Settings
 from filters.base import discover
 
-SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "alerts"
+SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "alerts"
 INPUT_TOPIC = "demo.alerts"
 
 

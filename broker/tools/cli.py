@@ -11,7 +11,7 @@ log = logging.getLogger("alert_broker")
 
 
 def _cmd_kafka(args) -> int:
-    from broker.embedded import EmbeddedBroker
+    from broker.tools.embedded import EmbeddedBroker
 
     import signal
 
@@ -34,7 +34,7 @@ def _cmd_kafka(args) -> int:
 
 def _cmd_replay(args) -> int:
     from broker.codec import Decoder
-    from broker.replay import replay
+    from broker.tools.replay import replay
     from broker.schema_store import SchemaResolver
 
     sent = replay(args.paths, args.bootstrap, args.topic, Decoder(SchemaResolver()),
@@ -103,59 +103,41 @@ def _fail(exc: Exception) -> int:
 
 
 def _cmd_tail(args) -> int:
-    from broker.tail import tail
+    from broker.tools.tail import tail
 
     tail(args.bootstrap, args.topic, args.from_beginning, args.exit_when_idle)
     return 0
 
 
 def _cmd_demo(args) -> int:
-    from broker.demo import run_demo
+    from broker.tools.demo import run_demo
 
     return run_demo(filters=args.filters, sample_dir=args.samples)
 
 
+def _filter_command(args, command: str) -> int:
+    """``alert-broker train|score NAME ...``: the filter's own command, with its own options."""
+    from filters.base import filter_commands
+
+    try:
+        hook = filter_commands(args.filter, command)
+    except LookupError as exc:
+        return _fail(exc)
+    if hook is None:
+        return _fail(f"filter {args.filter!r} has no {command} command")
+    return hook(args.rest) or 0
+
+
 def _cmd_train(args) -> int:
-    if args.filter == "badamp":
-        from filters.badamp.train import DEFAULT_ALERTS, DEFAULT_SNAD, train_badamp
-
-        train_badamp(args.out or "filters/badamp/artifacts", args.snad_csv or DEFAULT_SNAD,
-                     args.alerts or DEFAULT_ALERTS, max_evals=args.max_evals,
-                     n_exposures=args.exposures, seed=args.seed)
-        return 0
-    if args.filter == "transit":
-        from filters.transit.train import train_transit
-
-        train_transit(args.out or "filters/transit/artifacts", n_train=args.n_train, n_test=args.n_test,
-                      epochs=args.epochs, seed=args.seed, members=args.members)
-        return 0
-    raise SystemExit(f"no training command for filter {args.filter!r}")
+    return _filter_command(args, "train")
 
 
 def _cmd_score(args) -> int:
-    import json
-
-    if args.filter == "badamp":
-        from filters.badamp.filter import score_snad_table
-
-        if not args.snad_features:
-            raise SystemExit("badamp scoring needs --snad-features FILE.csv")
-        rows = score_snad_table(args.snad_features, args.model_dir)
-    elif args.filter == "transit":
-        from filters.transit.filter import score_files
-
-        if not args.files:
-            raise SystemExit("transit scoring needs light-curve files")
-        rows = score_files(args.files, args.combine, args.model_dir, args.device, args.plot)
-    else:
-        raise SystemExit(f"no scoring command for filter {args.filter!r}")
-    for row in rows:
-        print(json.dumps(row, default=float) if args.json else "\t".join(str(v) for v in row.values()))
-    return 0
+    return _filter_command(args, "score")
 
 
 def _cmd_bench(args) -> int:
-    from broker.bench import run_bench
+    from broker.tools.bench import run_bench
 
     run_bench(args.device, args.out)
     return 0
@@ -201,30 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--filters", help="comma-separated (default: every installed filter)")
     d.add_argument("--samples", help="directory of alerts to replay (default: bundled samples)")
     d.set_defaults(func=_cmd_demo)
-    tr = sub.add_parser("train", help="train a filter's model and write its model card")
-    tr.add_argument("filter", choices=["badamp", "transit"])
-    tr.add_argument("--out", help="artifact directory (default: the filter's packaged artifacts)")
-    tr.add_argument("--snad-csv", help="SNAD feature table with labels (badamp)")
-    tr.add_argument("--alerts", nargs="+", help="real alert files/directories for injections (badamp)")
-    tr.add_argument("--max-evals", type=int, default=20, help="hyper-parameter search evaluations (per outer fold for badamp)")
-    tr.add_argument("--exposures", type=int, default=400, help="synthetic training exposures (badamp)")
-    tr.add_argument("--seed", type=int, default=2026)
-    tr.add_argument("--n-train", type=int, default=4000, help="simulated training light curves (transit)")
-    tr.add_argument("--n-test", type=int, default=1500, help="held-out light curves, another seed (transit)")
-    tr.add_argument("--epochs", type=int, default=40, help="training epochs (transit)")
-    tr.add_argument("--members", type=int, default=5, help="networks in the ensemble, one seed each (transit)")
-    tr.set_defaults(func=_cmd_train)
-
-    sc = sub.add_parser("score", help="score files offline with a filter's model")
-    sc.add_argument("filter", choices=["badamp", "transit"])
-    sc.add_argument("files", nargs="*")
-    sc.add_argument("--snad-features", help="table in SNAD feature format (badamp)")
-    sc.add_argument("--model-dir", help="artifacts to use instead of the packaged ones")
-    sc.add_argument("--json", action="store_true", help="one JSON object per row")
-    sc.add_argument("--combine", action="store_true", help="join the files into one light curve (transit)")
-    sc.add_argument("--plot", metavar="DIR", help="write a PNG of each folded light curve (transit)")
-    sc.add_argument("--device", default="cpu", help="cpu or cuda")
-    sc.set_defaults(func=_cmd_score)
+    for command, text in (("train", "train a filter's model and write its model card"),
+                          ("score", "score files offline with a filter's model")):
+        c = sub.add_parser(command, help=text, add_help=False,
+                           description=f"alert-broker {command} NAME [OPTIONS]: NAME's own options, "
+                                       f"listed by alert-broker {command} NAME --help")
+        c.add_argument("filter", metavar="NAME", help="an installed filter")
+        c.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        c.set_defaults(func=_cmd_train if command == "train" else _cmd_score)
 
     b = sub.add_parser("bench", help="decode and filter speed as ratios, and peak memory")
     b.add_argument("--device", default="cpu")

@@ -2,8 +2,8 @@
 
 * decode: our cached-schema decoder against parsing every message with ``fastavro.reader``;
 * filters: per-alert cost at several batch sizes, for every installed filter, on the bundled
-  sample alerts (repeated to fill the batch); the transit CNN also on its own, since its
-  per-light-curve search does not batch;
+  sample alerts (repeated to fill the batch); then each filter's own ``bench`` hook, where it
+  has one (the transit CNN on its own, since its per-light-curve search does not batch);
 * memory: peak resident set size of the process.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from broker.codec import DecodeError, Decoder
 from broker.schema_store import SchemaResolver
 from broker.surveys import decode_alerts
 
-SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "alerts"
+SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "alerts"
 
 
 def _messages(paths: list[Path]) -> list[bytes]:
@@ -76,32 +76,18 @@ def bench_filters(messages: list[bytes], sizes=(1, 16, 128, 512), device: str = 
     return out
 
 
-def bench_transit_cnn(sizes=(1, 16, 128, 1024), device: str = "cpu") -> dict:
-    from filters.transit.filter import TransitScorer
-    from filters.transit.lightcurve import prepare
-    from filters.transit.search import find_candidates
-    from filters.transit.simulate import simulate
+def bench_filter_hooks(device: str = "cpu") -> dict:
+    """Each installed filter's own benchmark (its ``bench`` command hook), where it has one."""
+    from filters.base import discover, filter_commands
 
-    scorer = TransitScorer(device=device)
-    sim = next(s for s in simulate(20, seed=3) if s.label == 1 and s.cadence == "k2")
-    t0 = time.perf_counter()
-    cand = find_candidates(prepare(sim.lc), max_candidates=1)[0]
-    search_ms = (time.perf_counter() - t0) * 1e3
-    rows = {}
-    for n in sizes:
-        cands = [cand] * n
-        scorer.probabilities(cands)
-        t0 = time.perf_counter()
-        scorer.probabilities(cands)
-        rows[n] = (time.perf_counter() - t0) / n * 1e6
-    return {"cnn_us_per_candidate": rows, "ratio_smallest_to_largest": rows[sizes[0]] / rows[sizes[-1]],
-            "search_ms_per_light_curve": search_ms, "light_curve_points": len(sim.lc)}
+    hooks = {name: filter_commands(name, "bench") for name in sorted(discover())}
+    return {name: hook(device) for name, hook in hooks.items() if hook}
 
 
 def run_bench(device: str = "cpu", out: str | None = None) -> dict:
     messages = _messages(sorted(SAMPLES.rglob("*.avro")))
     result = {"device": device, "decode": bench_decode(messages), "filters": bench_filters(messages, device=device),
-              "transit_cnn": bench_transit_cnn(device=device),
+              "filter_benchmarks": bench_filter_hooks(device=device),
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     text = json.dumps(result, indent=1, default=float)
     if out:
@@ -112,10 +98,7 @@ def run_bench(device: str = "cpu", out: str | None = None) -> dict:
     for name, r in result["filters"].items():
         cells = ", ".join(f"{n}: {v:.0f}" for n, v in r["us_per_alert"].items())
         print(f"{name}: us/alert by batch size {{{cells}}}; batch 1 costs {r['ratio_smallest_to_largest']:.1f}x the largest")
-    t = result["transit_cnn"]
-    cells = ", ".join(f"{n}: {v:.0f}" for n, v in t["cnn_us_per_candidate"].items())
-    print(f"transit CNN ({device}): us/candidate by batch size {{{cells}}} "
-          f"({t['ratio_smallest_to_largest']:.1f}x); BLS search {t['search_ms_per_light_curve']:.0f} ms per "
-          f"{t['light_curve_points']}-point light curve")
+    for r in result["filter_benchmarks"].values():
+        print(r.get("summary", ""))
     print(f"peak RSS: {result['peak_rss_mib']:.0f} MiB")
     return result
