@@ -68,14 +68,26 @@ def normalise(rec: dict, message: DecodedMessage) -> NormalisedAlert:
         columns=cols,
         band=band,
     )
-    alert.add_point(t, flux, err, band, DETECTION)
+    alert.add_point(t, flux, err, band, DETECTION, _template_flux(ds, flux))
     for p in rec.get("prvDiaSources") or ():
-        alert.add_point(_time(p), _first(p, "psfFlux", "psFlux"), _first(p, "psfFluxErr", "psFluxErr"), _band(p), DETECTION)
+        f = _first(p, "psfFlux", "psFlux")
+        alert.add_point(_time(p), f, _first(p, "psfFluxErr", "psFluxErr"), _band(p), DETECTION, _template_flux(p, f))
     for p in rec.get("prvDiaForcedSources") or ():
-        alert.add_point(_time(p), _first(p, "psfFlux", "psFlux"), _first(p, "psfFluxErr", "psFluxErr"), _band(p), FORCED)
+        f = _first(p, "psfFlux", "psFlux")
+        alert.add_point(_time(p), f, _first(p, "psfFluxErr", "psFluxErr"), _band(p), FORCED, _template_flux(p, f))
     for p in rec.get("prvDiaNondetectionLimits") or ():
         alert.add_point(_time(p), None, _first(p, "diaNoise", "psfFluxErr"), _band(p), UPPER_LIMIT)
     for kind in ("Science", "Template", "Difference"):
         v = rec.get(f"cutout{kind}")
         alert.cutouts[kind] = v if isinstance(v, (bytes, bytearray)) else None
     return alert
+
+
+def _template_flux(point: dict, diff_flux) -> float | None:
+    """What lies under a point besides its difference flux: ``scienceFlux - psfFlux`` where the
+    schema carries the total (science-image) flux, so that, as for ZTF's reference magnitude,
+    reference + difference is the total flux light-curve shapes need. None before v6."""
+    science = point.get("scienceFlux")
+    if science is None or diff_flux is None:
+        return None
+    return float(science) - float(diff_flux)
