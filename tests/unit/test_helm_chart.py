@@ -119,3 +119,14 @@ def test_ca_bundle_mount_extra_env_and_service_monitor_labels():
             kubernetes_validate.validate(doc, "1.30.0", strict=True)
     with pytest.raises(helm.HelmError):  # a password as a plain env value is refused
         _render({**values, "extraEnv": [{"name": "ALERT_BROKER__KAFKA__SASL_PASSWORD", "value": "oops"}]})
+
+
+def test_pod_runs_non_root_on_a_read_only_root_filesystem_with_a_writable_tmp():
+    deployment = next(d for d in _render({}) if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert "emptyDir" in tmp and {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]

@@ -1,0 +1,1 @@
+"""The Avro schemas as package data: inputs per survey and version, and our outputs."""
