@@ -18,8 +18,11 @@ def train(argv: list[str]) -> int:
     p.add_argument("--max-evals", type=int, default=20, help="hyper-parameter search evaluations per outer fold")
     p.add_argument("--exposures", type=int, default=400, help="synthetic training exposures")
     p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--reuse-judgement", action="store_true",
+                   help="take the object model's outer-fold verdicts from an earlier run in --out")
     a = p.parse_args(argv)
-    train_badamp(a.out, a.snad_csv, a.alerts, max_evals=a.max_evals, n_exposures=a.exposures, seed=a.seed)
+    train_badamp(a.out, a.snad_csv, a.alerts, max_evals=a.max_evals, n_exposures=a.exposures, seed=a.seed,
+                 reuse_judgement=a.reuse_judgement)
     return 0
 
 

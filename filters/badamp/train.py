@@ -43,14 +43,17 @@ def stream_representativeness(batch, reference: dict) -> dict:
 
 
 def _shap_importance(model, X) -> np.ndarray:
-    return np.abs(shap_contributions(model.get_booster(), X)).mean(axis=0)
+    """Mean |SHAP| per feature; a bag of boosters averages its members' contributions."""
+    boosters = model.boosters() if hasattr(model, "boosters") else [model.get_booster()]
+    return np.abs(np.mean([shap_contributions(b, X) for b in boosters], axis=0)).mean(axis=0)
 
 
 def train_badamp(out_dir: str, snad_csv: str = DEFAULT_SNAD, alerts: list[str] | None = None,
-                 max_evals: int = 20, n_exposures: int = 400, seed: int = 2026, log=print) -> dict:
+                 max_evals: int = 20, n_exposures: int = 400, seed: int = 2026, log=print,
+                 reuse_judgement: bool = False) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    obj = train_object_model(snad_csv, out, max_evals=max_evals, seed=seed, log=log)
+    obj = train_object_model(snad_csv, out, max_evals=max_evals, seed=seed, log=log, reuse_judgement=reuse_judgement)
     batch = real_alert_batch(alerts or DEFAULT_ALERTS)
     channel = {s: train_channel_model(batch, s, out, n_exposures=n_exposures, seed=seed, log=log)
                for s in ("ztf", "lsst")}

@@ -157,9 +157,29 @@ def nested_cv(X: np.ndarray, y: np.ndarray, candidates=CANDIDATES, folds: int = 
     return result
 
 
+def _reuse_judgement(out: Path, X, y, folds: int, repeats: int, seed: int, log) -> dict:
+    """The nested-CV verdicts of an earlier run in ``out`` (same data, folds and seed), with the
+    chosen candidate's first-repeat out-of-fold predictions recomputed for its calibration."""
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    old = json.loads((out / "object_metrics.json").read_text())
+    judged = {c: dict(r) for c, r in old["candidates"].items()}
+    chosen = old["selected"]
+    outer = list(RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed).split(X, y))[:folds]
+    oof = np.full(len(y), np.nan)
+    for k, (tr, te) in enumerate(outer):
+        config = old["config"] if chosen == "tuned" else candidate_config(chosen, X[tr], y[tr], 0, seed + k)
+        oof[te] = fit_config(config, X[tr], y[tr], seed + k).predict(X[te])
+    judged[chosen]["oof"] = oof
+    log(f"reusing the outer-fold verdicts in {out / 'object_metrics.json'}: {chosen}")
+    return judged
+
+
 def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int = 20,
                        folds: int = 5, repeats: int = 2, seed: int = 2026, log=print,
-                       candidates=CANDIDATES) -> dict:
+                       candidates=CANDIDATES, reuse_judgement: bool = False) -> dict:
+    """``reuse_judgement``: take the candidates' outer-fold verdicts from an earlier run in
+    ``out_dir`` instead of judging again (the slow part); everything after is recomputed."""
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -170,9 +190,14 @@ def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int
     log(f"objects: {len(y)} ({y.sum()} artefacts); development {len(dev)}, held-out {len(te)}")
     t0 = time.time()
 
-    judged = nested_cv(X[dev], y[dev], candidates, folds, repeats, max_evals, seed, log)
+    if reuse_judgement and (out / "object_metrics.json").exists():
+        judged = _reuse_judgement(out, X[dev], y[dev], folds, repeats, seed, log)
+        candidates = tuple(judged)
+    else:
+        judged = nested_cv(X[dev], y[dev], candidates, folds, repeats, max_evals, seed, log)
     chosen = max(judged, key=lambda c: judged[c]["outer_auc_mean"])
-    config = candidate_config(chosen, X[dev], y[dev], max_evals, seed)
+    config = (json.loads((out / "object_metrics.json").read_text())["config"] if reuse_judgement and chosen == "tuned"
+              else candidate_config(chosen, X[dev], y[dev], max_evals, seed))
     log(f"selected by the outer folds: {chosen} {json.dumps(config)}")
 
     dev_model = fit_config(config, X[dev], y[dev], seed)
