@@ -99,8 +99,8 @@ def transit_figure(annotations: list[dict], curves: dict[int, tuple[np.ndarray, 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(phase_h[near], f[near], ".", ms=3)
     ax.set(xlabel="hours from mid-transit", ylabel="relative flux (trend divided out)",
-           title=f"alert {best['alert_id']}: transit score {o['score']:.3f}, P = {period:.3f} d, "
-                 f"depth {d['depth'] * 1e6:.0f} ppm")
+           title=f"alert {best['alert_id']}: transit score {o['score']:.3f}\n"
+                 f"P = {period:.3f} d, depth {d['depth'] * 1e6:.0f} ppm, {hours:.1f} h")
     fig.tight_layout()
     path = out / "demo_best_transit.png"
     fig.savefig(path, dpi=80)

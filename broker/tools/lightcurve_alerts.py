@@ -52,6 +52,8 @@ def light_curve_alert(template: bytes, time_mjd: np.ndarray, relative_flux: np.n
     record = next(reader)
     forced_union = _field_type(schema, "prvDiaForcedSources")
     item = next(s for s in forced_union if isinstance(s, dict))["items"]
+    if isinstance(item, list):  # re-serialisations (Fink's topLevelRecord) make items nullable
+        item = next(s for s in item if isinstance(s, dict))
     err = 1.4826 * np.median(np.abs(np.diff(relative_flux))) / np.sqrt(2)  # robust point-to-point scatter
     object_id = alert_id + 1
     points = []
@@ -63,8 +65,9 @@ def light_curve_alert(template: bytes, time_mjd: np.ndarray, relative_flux: np.n
                  psfFlux=float((f - 1.0) * flux_njy), psfFluxErr=float(err * flux_njy),
                  scienceFlux=float(f * flux_njy), scienceFluxErr=float(err * flux_njy))
         points.append({k: v for k, v in p.items() if k in {f["name"] for f in item["fields"]}})
+    # visit 0: not one of the template's visits, so it keeps no exposure company it never had
     source = dict(record["diaSource"], diaSourceId=alert_id, midpointMjdTai=float(time_mjd[-1]) + 0.5,
-                  diaObjectId=object_id)
+                  diaObjectId=object_id, visit=0)
     out = dict(record, diaSourceId=alert_id, diaSource=source, prvDiaSources=[], prvDiaForcedSources=points,
                target_name=f"demo: {name} replayed as an alert history")
     if out.get("diaObject"):
