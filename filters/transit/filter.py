@@ -57,19 +57,23 @@ def candidate_details(c: Candidate) -> dict:
             "points_in_transit": float(c.points_in_transit), "snr": c.snr}
 
 
-def alert_light_curve(batch: AlertBatch, i: int) -> LightCurve:
-    """The alert's history in its best-sampled band, as relative total flux."""
+def alert_light_curve(batch: AlertBatch, i: int) -> tuple[LightCurve, str]:
+    """The alert's history in its best-sampled band, as relative total flux where the survey
+    gives the flux under each point (ZTF's reference magnitude, LSST's scienceFlux), and which
+    flux that is: ``total``, ``difference`` (a transit's shape is then lost) or ``mixed``."""
     lc = batch.lc
     n = lc.length[i]
     kind, band = lc.kind[i, :n], lc.band[i, :n]
     usable = np.isin(kind, (DETECTION, FORCED)) & np.isfinite(lc.flux[i, :n])
     if not usable.any():
-        return LightCurve(np.array([]), np.array([]), np.array([]))
+        return LightCurve(np.array([]), np.array([]), np.array([])), "none"
     best = np.bincount(band[usable] + 1).argmax() - 1
     sel = usable & (band == best)
     ref = lc.ref_flux[i, :n][sel]
-    flux = lc.flux[i, :n][sel] + np.where(np.isfinite(ref), ref, 0.0)
-    return LightCurve(lc.time[i, :n][sel], flux, lc.flux_err[i, :n][sel])
+    has_ref = np.isfinite(ref)
+    flux = lc.flux[i, :n][sel] + np.where(has_ref, ref, 0.0)
+    which = "total" if has_ref.all() else ("difference" if not has_ref.any() else "mixed")
+    return LightCurve(lc.time[i, :n][sel], flux, lc.flux_err[i, :n][sel]), which
 
 
 class TransitFilter(Filter):
@@ -91,7 +95,8 @@ class TransitFilter(Filter):
         for i in range(batch.n):
             if result.reason[i] is not None:
                 continue
-            lc = alert_light_curve(batch, i)
+            lc, which_flux = alert_light_curve(batch, i)
+            result.details[i]["flux"] = which_flux
             if len(lc) < MIN_POINTS:  # the common case for alerts: say so before anything else
                 result.set_null(np.arange(batch.n) == i, f"too_few_points:<{MIN_POINTS}")
                 continue

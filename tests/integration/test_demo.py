@@ -23,7 +23,7 @@ def test_demo_shows_every_filter_at_work(tmp_path):
     for name in ("badamp", "quality", "transit"):
         scored = re.search(rf"^{name}: (\d+) scored", out, flags=re.M)
         assert scored and int(scored.group(1)) > 0, name
-    k2_3 = re.search(r"^\s+(\d\.\d+)\s+lsst 900000000000000000\s+period_days=(\d+\.\d+)", out, flags=re.M)
+    k2_3 = re.search(r"^\s+(\d\.\d+)\s+lsst 900000000000000000\s+flux=total, period_days=(\d+\.\d+)", out, flags=re.M)
     assert k2_3 and float(k2_3.group(1)) >= 0.5 and abs(float(k2_3.group(2)) - 10.05) < 0.05, out[-2000:]
     assert "alerts/s while processing" in out and "seconds to join the consumer group" in out
     for png in ("demo_scores.png", "demo_best_transit.png"):

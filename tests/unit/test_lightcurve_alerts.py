@@ -36,3 +36,16 @@ def test_a_real_lsstcam_alert_carries_its_total_flux():
     batch = AlertBatch(decode_alerts([TEMPLATE.read_bytes()], Decoder(SchemaResolver())))
     flux, ref = batch.lc.flux[0, 0], batch.lc.ref_flux[0, 0]
     assert flux == np.float64(np.float32(-60413.03125)) and abs(flux + ref - 1872392.125) < 1e-3
+
+
+def test_transit_says_which_flux_its_light_curve_is():
+    from filters.base import FilterContext
+    from filters.transit.filter import TransitFilter
+
+    made = kepler_csv_alerts(TEMPLATE.read_bytes(), sorted((FIXTURES / "lightcurves").glob("EPIC2013*.csv")))
+    batch = AlertBatch(decode_alerts([m[3] for m in made] + [TEMPLATE.read_bytes()], Decoder(SchemaResolver())))
+    f = TransitFilter()
+    f.setup(FilterContext())
+    r = f.score(batch)
+    assert r.details[0]["flux"] == "total" and abs(r.details[0]["period_days"] - 10.05) < 0.05
+    assert r.details[1]["flux"] == "total" and r.reason[1].startswith("too_few_points")
