@@ -1,7 +1,8 @@
 """The annotation record, its wire framing, and the routing rules for filtered topics.
 
-Annotations travel in Confluent wire format (0x00, 4-byte id, Avro body) under the id
-:data:`ANNOTATION_SCHEMA_ID`; the schema is ``schemas/output/annotation/1/annotation.avsc``.
+Annotations travel in Confluent wire format (0x00, 4-byte id, Avro body) under the id a
+schema registry gave ``schemas/output/annotation/1/annotation.avsc`` (subject
+``<annotations topic>-value``), or without a registry the fixed :data:`ANNOTATION_SCHEMA_ID`.
 A routing rule is a small boolean expression over the annotation, parsed once with ``ast``
 and evaluated without ``eval``: ``quality.score > 0.5 and survey == 'ztf'``.
 """
@@ -29,9 +30,9 @@ HEADER_ANNOTATION = "alert-broker.annotation"
 BROKER_VERSION = __version__
 
 
-def encode_annotation(record: dict) -> bytes:
+def encode_annotation(record: dict, schema_id: int = ANNOTATION_SCHEMA_ID) -> bytes:
     out = io.BytesIO()
-    out.write(struct.pack(">bI", 0, ANNOTATION_SCHEMA_ID))
+    out.write(struct.pack(">bI", 0, schema_id))
     fastavro.schemaless_writer(out, ANNOTATION_SCHEMA, record)
     return out.getvalue()
 
@@ -39,9 +40,7 @@ def encode_annotation(record: dict) -> bytes:
 def decode_annotation(data: bytes) -> dict:
     if len(data) < 5 or data[0] != 0:
         raise ValueError("not Confluent wire format")
-    schema_id = struct.unpack(">I", data[1:5])[0]
-    if schema_id != ANNOTATION_SCHEMA_ID:
-        raise ValueError(f"unexpected annotation schema id {schema_id}")
+    # Any id: the fixed one, or the one a registry gave our schema (the topic carries only it).
     return fastavro.schemaless_reader(io.BytesIO(data[5:]), ANNOTATION_SCHEMA, None)
 
 

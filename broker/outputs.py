@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from broker import metrics
 from broker.annotations import (
-    BROKER_VERSION, RouteCondition, annotation_headers, encode_annotation, filter_output,
+    ANNOTATION_SCHEMA_ID, BROKER_VERSION, RouteCondition, annotation_headers, encode_annotation, filter_output,
 )
 from broker.batch import AlertBatch
 from broker.codec import DecodeError
@@ -44,6 +44,7 @@ class OutputBuilder:
         self.filter_names = filter_names  # (name, version) of each loaded filter
         self.routes = [(r.topic, RouteCondition(r.condition)) for r in settings.routes]
         self.summary = summary
+        self.annotation_schema_id = ANNOTATION_SCHEMA_ID  # the pipeline sets the registry's at start-up
 
     def annotated(self, batch: AlertBatch, sources: list, results: dict, now_ms: int) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -51,7 +52,7 @@ class OutputBuilder:
             src = sources[i]
             try:
                 ann = self._annotation(batch, i, src, results, now_ms)
-                value = encode_annotation(ann)
+                value = encode_annotation(ann, self.annotation_schema_id)
             except Exception as exc:  # a value the annotation schema refuses
                 exc = DecodeError("annotation_failed", f"{type(exc).__name__}: {str(exc)[:300]}")
                 out.append(self.dead_letter(src, exc, value=batch.raw[i]))

@@ -28,7 +28,9 @@ from broker.exposure_runs import ExposureRuns
 from broker.filter_runner import FilterRunner
 from broker.ingest import Decoded, build_decoder, decode_messages
 from broker.kafka_io import PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer
+from broker.annotations import ANNOTATION_SCHEMA_PATH
 from broker.outputs import OutputBuilder, RunSummary
+from broker.schema_store import RegistryClient, RegistryRefused
 from broker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,10 +139,29 @@ class Pipeline:
             raise StartupError(f"kafka.bootstrap {s.kafka.bootstrap}: no answer within "
                                f"{s.timeouts.startup_s:.0f}s ({exc.args[0].str()})") from None
 
+    def register_annotation_schema(self) -> int:
+        """The id that frames annotations: configured, else the registry's for the subject
+        ``<annotations_topic>-value`` (registered now), else the fixed one."""
+        reg = self.settings.schema_registry
+        if reg.annotation_schema_id is not None:
+            return reg.annotation_schema_id
+        if not reg.url:
+            return self.outputs.annotation_schema_id
+        subject = f"{self.settings.annotations_topic}-value"
+        client = RegistryClient(reg.url, reg.username, reg.secret(), timeout_s=self.settings.timeouts.startup_s)
+        try:
+            schema_id = client.register(subject, ANNOTATION_SCHEMA_PATH.read_text())
+        except RegistryRefused as exc:
+            raise StartupError(f"schema_registry: {exc}; set schema_registry.annotation_schema_id to the id "
+                               "of the annotation schema registered by hand") from None
+        log.info("annotation schema registered", extra={"subject": subject, "schema_id": schema_id})
+        return schema_id
+
     def run(self) -> RunSummary:
         s = self.settings
         start = self._started = time.monotonic()
         self.check_kafka()
+        self.outputs.annotation_schema_id = self.register_annotation_schema()
         self.consumer.subscribe(list(s.input_topics), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:

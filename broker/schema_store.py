@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -118,6 +119,30 @@ class RegistryClient:
             raise TransientError(f"schema registry answered HTTP {exc.code}") from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:  # URLError is an OSError
             raise TransientError(f"schema registry unreachable: {exc}") from exc
+
+
+    def register(self, subject: str, schema_text: str) -> int:
+        """``POST /subjects/{subject}/versions``: the id the registry gives this schema (the
+        same id again when it is already registered). Any refusal raises
+        :class:`RegistryRefused` with the registry's own message."""
+        body = json.dumps({"schemaType": "AVRO", "schema": schema_text}).encode()
+        req = urllib.request.Request(f"{self.url}/subjects/{urllib.parse.quote(subject, safe='')}/versions",
+                                     data=body, method="POST")
+        req.add_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        if self._auth:
+            req.add_header("Authorization", self._auth)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                return int(json.loads(resp.read())["id"])
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode(errors="replace")
+            raise RegistryRefused(f"HTTP {exc.code} registering subject {subject}: {detail}") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RegistryRefused(f"no answer registering subject {subject}: {exc}") from exc
+
+
+class RegistryRefused(RuntimeError):
+    """The registry would not (or could not) register a schema: a start-up error."""
 
 
 class SchemaResolver:

@@ -71,6 +71,11 @@ class SchemaRegistrySettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     password_file: str | None = None
+    # Annotations are framed with the id the registry gives their schema under the subject
+    # "<annotations_topic>-value" (registered at start-up). A registry that refuses writes
+    # needs the id of a schema registered by hand here; without a registry the fixed id
+    # 1000001 frames them (readers then take the schema from the package).
+    annotation_schema_id: int | None = Field(None, ge=0)
 
     def secret(self) -> str | None:
         return _read_secret(self.password, self.password_file)

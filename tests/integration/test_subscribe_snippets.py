@@ -64,3 +64,39 @@ def test_python_snippet(kafka, annotated, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
     assert len(lines) == annotated and all(x.startswith("ztf ") and "'quality'" in x for x in lines)
+
+
+def test_registry_snippet_reads_every_annotation_with_confluents_deserializer(kafka, tmp_path):
+    """The standard Confluent path: the pipeline registers the annotation schema under
+    ``<topic>-value`` and frames with that id; the real SchemaRegistryClient + AvroDeserializer
+    (over HTTP, against a small in-process registry) decode every annotation."""
+    pytest.importorskip("authlib")
+    from broker.codec import Decoder
+    from broker.kafka_io import ensure_topics
+    from broker.schema_store import SchemaResolver
+    from broker.settings import KafkaSettings
+    from broker.tools.embedded import free_port
+    from broker.tools.replay import replay
+    from tests.faults.registry import LocalRegistry
+
+    registry = LocalRegistry(free_port(), {}).start()
+    try:
+        ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), ["reg.alerts"], partitions=2)
+        sent = replay([str(REPO / "tests/fixtures/alerts/ztf/ampel_2021_nocutouts")], kafka.bootstrap, "reg.alerts",
+                      Decoder(SchemaResolver()), progress=False)
+        p = PipelineProc(kafka.bootstrap, "reg.alerts", "reg", "reg.annotations", "reg.dlq", filters="quality",
+                         env={"ALERT_BROKER__SCHEMA_REGISTRY__URL": registry.url})
+        assert p.wait(180) == 0, p.log_tail()
+        assert list(registry.subjects) == ["reg.annotations-value"]
+        n = len(read_topic(kafka.bootstrap, "reg.annotations"))
+        assert n == sent
+        script = tmp_path / "subscribe_registry.py"
+        script.write_text(snippet("registry"))
+        env = dict(_env(kafka), TOPIC="reg.annotations", REGISTRY=registry.url)
+        run = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=180)
+        assert run.returncode == 0, run.stderr[-2000:]
+        lines = run.stdout.splitlines()
+        assert len(lines) == n and all(x.startswith("ztf ") and "'quality'" in x for x in lines)
+    finally:
+        registry.stop()
