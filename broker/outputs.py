@@ -14,7 +14,8 @@ from broker.annotations import (
     ANNOTATION_SCHEMA_ID, BROKER_VERSION, RouteCondition, annotation_headers, encode_annotation, filter_output,
 )
 from broker.batch import AlertBatch
-from broker.codec import DecodeError
+from broker.codec import DecodeError, Decoder
+from broker.output_formats import reframe
 from broker.kafka_io import (
     HEADER_DLQ_ERROR, HEADER_DLQ_OFFSET, HEADER_DLQ_ORIGINAL_BYTES, HEADER_DLQ_PARTITION,
     HEADER_DLQ_REASON, HEADER_DLQ_TIMESTAMP, HEADER_DLQ_TOPIC, Outgoing,
@@ -39,10 +40,12 @@ class RunSummary:
 
 
 class OutputBuilder:
-    def __init__(self, settings: Settings, filter_names: list[tuple[str, str]], summary: RunSummary):
+    def __init__(self, settings: Settings, filter_names: list[tuple[str, str]], summary: RunSummary,
+                 decoder: Decoder | None = None):
         self.settings = settings
         self.filter_names = filter_names  # (name, version) of each loaded filter
-        self.routes = [(r.topic, RouteCondition(r.condition)) for r in settings.routes]
+        self.routes = [(r.topic, RouteCondition(r.condition), r.format) for r in settings.routes]
+        self.decoder = decoder  # re-reads forwarded bytes for the ocf and fink formats
         self.summary = summary
         self.annotation_schema_id = ANNOTATION_SCHEMA_ID  # the pipeline sets the registry's at start-up
 
@@ -61,12 +64,22 @@ class OutputBuilder:
             out.append(Outgoing(self.settings.annotations_topic, value, key,
                                 on_ack=self._count_annotated(ann), source=src))
             headers = None
-            for topic, cond in self.routes:
+            for topic, cond, fmt in self.routes:
                 if cond(ann):
                     headers = headers or annotation_headers(ann)
-                    out.append(Outgoing(topic, batch.raw[i], key, headers,
+                    value, route_key = self._in_format(batch.raw[i], fmt)
+                    out.append(Outgoing(topic, value, route_key or key, headers,
                                         on_ack=self._count_routed(topic), source=src))
         return out
+
+    def _in_format(self, raw: bytes, fmt: str) -> tuple[bytes, bytes | None]:
+        if fmt == "original" or self.decoder is None:
+            return raw, None
+        try:
+            return reframe(raw, fmt, self.decoder)
+        except Exception as exc:  # decoded once already, so not expected: keep the original bytes
+            log.warning("route format failed; original bytes forwarded", extra={"format": fmt, "error": str(exc)[:200]})
+            return raw, None
 
     def _annotation(self, batch: AlertBatch, i: int, src, results: dict, now_ms: int) -> dict:
         ts_type, ts = src.timestamp()

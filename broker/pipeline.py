@@ -62,7 +62,8 @@ class Pipeline:
         b = settings.batch
         self.runs = ExposureRuns(any(f.impl.exposure_context for f in self.filters.filters),
                                  b.exposure_quiet_s, b.exposure_max_hold_s, b.exposure_max_alerts)
-        self.outputs = OutputBuilder(settings, [(f.name, f.version) for f in self.filters.filters], self.summary)
+        self.outputs = OutputBuilder(settings, [(f.name, f.version) for f in self.filters.filters], self.summary,
+                                     self.decoder)
         self._stop = False
         self._assigned: set[tuple[str, int]] = set()
         self._joined = False  # the idle clock starts once the group has given us a share

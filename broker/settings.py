@@ -84,6 +84,7 @@ class SchemaRegistrySettings(_Section):
 class RouteRule(_Section):
     topic: str
     condition: str  # e.g. "quality.score > 0.5 and survey == 'ztf'"
+    format: Literal["original", "ocf", "fink"] = "original"  # see broker/output_formats.py
 
 
 class BatchSettings(_Section):
