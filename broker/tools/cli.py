@@ -105,7 +105,7 @@ def _fail(exc: Exception) -> int:
 def _cmd_tail(args) -> int:
     from broker.tools.tail import tail
 
-    tail(args.bootstrap, args.topic, args.from_beginning, args.exit_when_idle)
+    tail(args.bootstrap, args.topic, args.from_beginning, args.exit_when_idle, save_dir=args.save)
     return 0
 
 
@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--topic", required=True)
     t.add_argument("--from-beginning", action="store_true")
     t.add_argument("--exit-when-idle", type=float, metavar="SECONDS")
+    t.add_argument("--save", metavar="DIR", help="also write each message to DIR: alerts as .avro "
+                   "container files (fastavro, fink_client's AlertReader), the rest as .json")
     t.set_defaults(func=_cmd_tail)
 
     d = sub.add_parser("demo", help="embedded broker + replay of bundled alerts + every filter")

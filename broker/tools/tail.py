@@ -5,8 +5,13 @@ import json
 import sys
 import time
 import uuid
+from pathlib import Path
+
+import fastavro
 
 from broker.annotations import HEADER_ANNOTATION, decode_annotation
+from broker.codec import OCF_MAGIC, Decoder, encode_container
+from broker.schema_store import SchemaResolver
 from broker.kafka_io import (
     HEADER_DLQ_ERROR, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC,
     make_consumer,
@@ -33,8 +38,33 @@ def describe(value: bytes | None, headers: list[tuple[str, bytes]] | None) -> di
     return decode_annotation(value or b"")
 
 
+def alert_container(value: bytes, key: bytes | None, decoder) -> bytes:
+    """A forwarded alert as an Avro container file, whatever its route's format."""
+    if value[:4] == OCF_MAGIC:
+        return value
+    if key and key[:1] == b"{":  # format fink: the writer schema is the key
+        return encode_container(key, [value])
+    decoded = decoder.decode(value)  # Confluent framing: the schema from the registry or the bundle
+    return encode_container(fastavro.schema.to_parsing_canonical_form(decoded.schema).encode(), [value[5:]])
+
+
+def save_message(m, directory: Path, obj: dict, decoder) -> Path:
+    """A filtered topic's alert as ``.avro`` (fastavro, fink_client's AlertReader read it), any
+    other message (annotation, dead letter) as the ``.json`` that tail prints."""
+    stem = f"{m.topic()}-{m.partition()}-{m.offset()}"  # topic names hold dots: no with_suffix
+    headers = {k: v for k, v in (m.headers() or [])}
+    if HEADER_ANNOTATION in headers and m.value():
+        path = directory / f"{stem}.avro"
+        path.write_bytes(alert_container(m.value(), m.key(), decoder))
+    else:
+        path = directory / f"{stem}.json"
+        path.write_text(json.dumps(obj, default=str))
+    return path
+
+
 def tail(bootstrap: str, topic: str, from_beginning: bool = False,
-         exit_when_idle_s: float | None = None, out=sys.stdout, kafka: KafkaSettings | None = None) -> int:
+         exit_when_idle_s: float | None = None, out=sys.stdout, kafka: KafkaSettings | None = None,
+         save_dir: str | None = None) -> int:
     kafka = kafka or KafkaSettings(bootstrap=bootstrap, session_timeout_ms=6000)
     consumer = make_consumer(
         kafka, f"alert-broker-tail-{uuid.uuid4().hex[:8]}",
@@ -44,6 +74,9 @@ def tail(bootstrap: str, topic: str, from_beginning: bool = False,
     consumer.subscribe([topic], on_assign=lambda c, ps: assigned.append(time.monotonic()))
     count = 0
     start = last = time.monotonic()
+    decoder = Decoder(SchemaResolver()) if save_dir else None
+    if save_dir:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
     join_grace_s = 60.0  # a topic nobody can be assigned (missing, or the group is full)
     try:
         while True:
@@ -55,6 +88,11 @@ def tail(bootstrap: str, topic: str, from_beginning: bool = False,
                 except Exception as exc:
                     obj = {"undecodable": str(exc), "bytes": len(m.value() or b"")}
                 out.write(json.dumps(obj, default=str) + "\n")
+                if save_dir:
+                    try:
+                        save_message(m, Path(save_dir), obj, decoder)
+                    except Exception as exc:  # one unreadable message must not end the tail
+                        out.write(json.dumps({"not_saved": str(exc)[:200], "offset": m.offset()}) + "\n")
                 count += 1
             if got:
                 last = time.monotonic()
