@@ -37,9 +37,18 @@ def encode_annotation(record: dict, schema_id: int = ANNOTATION_SCHEMA_ID) -> by
     return out.getvalue()
 
 
+def encode_annotation_container(record: dict) -> bytes:
+    """The self-describing form (``annotations_format: ocf``): a container file with the schema."""
+    out = io.BytesIO()
+    fastavro.writer(out, ANNOTATION_SCHEMA, [record])
+    return out.getvalue()
+
+
 def decode_annotation(data: bytes) -> dict:
+    if data[:4] == b"Obj\x01":
+        return next(iter(fastavro.reader(io.BytesIO(data))))
     if len(data) < 5 or data[0] != 0:
-        raise ValueError("not Confluent wire format")
+        raise ValueError("neither Confluent wire format nor an Avro container")
     # Any id: the fixed one, or the one a registry gave our schema (the topic carries only it).
     return fastavro.schemaless_reader(io.BytesIO(data[5:]), ANNOTATION_SCHEMA, None)
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from broker import metrics
 from broker.annotations import (
-    ANNOTATION_SCHEMA_ID, BROKER_VERSION, RouteCondition, annotation_headers, encode_annotation, filter_output,
+    ANNOTATION_SCHEMA_ID, BROKER_VERSION, RouteCondition, annotation_headers, encode_annotation,
+    encode_annotation_container, filter_output,
 )
 from broker.batch import AlertBatch
 from broker.codec import DecodeError, Decoder
@@ -55,7 +56,8 @@ class OutputBuilder:
             src = sources[i]
             try:
                 ann = self._annotation(batch, i, src, results, now_ms)
-                value = encode_annotation(ann, self.annotation_schema_id)
+                value = (encode_annotation_container(ann) if self.settings.annotations_format == "ocf"
+                         else encode_annotation(ann, self.annotation_schema_id))
             except Exception as exc:  # a value the annotation schema refuses
                 exc = DecodeError("annotation_failed", f"{type(exc).__name__}: {str(exc)[:300]}")
                 out.append(self.dead_letter(src, exc, value=batch.raw[i]))

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     input_topics: list[str] = ["ztf-alerts"]
     group_id: str = "alert-broker"
     annotations_topic: str = "alerts.annotations"
+    # confluent: 0x00 + schema id + Avro (the registry's id, see schema_registry); ocf: an Avro
+    # container file per annotation, readable by any Avro reader without a registry.
+    annotations_format: Literal["confluent", "ocf"] = "confluent"
     dlq_topic: str = "alerts.dlq"
     routes: list[RouteRule] = []
     batch: BatchSettings = BatchSettings()

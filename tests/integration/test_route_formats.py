@@ -1,12 +1,14 @@
 """Filtered topics in the formats subscribers' tools read (issue #15): fink_client's
 AlertConsumer with its usual arguments decodes every alert of a ``format: fink`` route, and
-fastavro alone every alert of a ``format: ocf`` route, LSST alerts from Confluent frames included."""
+fastavro alone every alert of a ``format: ocf`` route, LSST alerts from Confluent frames included
+(and lsst-alert-packet validates those against their schema version)."""
 from __future__ import annotations
 
 import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -38,9 +40,18 @@ def test_fink_and_ocf_routes_are_read_by_fink_client_and_fastavro(kafka, tmp_pat
     annotated = len(read_topic(kafka.bootstrap, "fmt.annotations"))
     assert annotated == sent
 
-    ocf = [list(fastavro.reader(io.BytesIO(m.value()))) for m in read_topic(kafka.bootstrap, "fmt.ocf")]
-    assert len(ocf) == annotated and all(len(records) == 1 for records in ocf)
-    assert {type(r[0].get("candidate") or r[0].get("diaSource")) for r in ocf} == {dict}
+    readers = [fastavro.reader(io.BytesIO(m.value())) for m in read_topic(kafka.bootstrap, "fmt.ocf")]
+    ocf = [(r.writer_schema["name"], list(r)) for r in readers]
+    assert len(ocf) == annotated and all(len(records) == 1 for _, records in ocf)
+    assert {type(r[0].get("candidate") or r[0].get("diaSource")) for _, r in ocf} == {dict}
+    # Rubin's own package validates the forwarded LSST alerts against their schema version.
+    packet = pytest.importorskip("lsst.alert.packet")
+    lsst = [(name, r[0]) for name, r in ocf if name.startswith("lsst.v")]
+    assert len(lsst) == 5
+    for name, record in lsst:
+        major, minor = name.split(".")[1][1:].split("_")
+        schema = packet.Schema.from_file(str(Path(packet.get_schema_path(int(major), int(minor))) / f"{name}.avsc"))
+        assert schema.validate(record), name
 
     # The README's fink snippet, verbatim.
     from tests.integration.test_subscribe_snippets import snippet

@@ -47,3 +47,15 @@ def _record() -> dict:
     return {"survey": "ztf", "object_id": "ZTF1", "alert_id": 7, "schema_version": "4.02", "source_topic": "in",
             "source_partition": 0, "source_offset": 3, "kafka_timestamp_ms": None, "processed_at_ms": 0,
             "broker_version": "t", "filters": {}}
+
+
+def test_without_a_registry_annotations_can_be_self_describing_containers():
+    import io
+
+    import fastavro
+
+    from broker.annotations import encode_annotation_container
+
+    data = encode_annotation_container(_record())
+    (plain,) = list(fastavro.reader(io.BytesIO(data)))  # any Avro reader, no schema at hand
+    assert plain["alert_id"] == 7 and decode_annotation(data) == decode_annotation(encode_annotation(_record()))
