@@ -22,13 +22,13 @@ import time
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from broker import metrics
+from broker.annotations import ANNOTATION_SCHEMA_PATH
 from broker.batch import AlertBatch
 from broker.codec import DecodeError, TransientError
 from broker.exposure_runs import ExposureRuns
 from broker.filter_runner import FilterRunner
 from broker.ingest import Decoded, build_decoder, decode_messages
 from broker.kafka_io import PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer
-from broker.annotations import ANNOTATION_SCHEMA_PATH
 from broker.outputs import OutputBuilder, RunSummary
 from broker.schema_store import RegistryClient, RegistryRefused
 from broker.settings import Settings
