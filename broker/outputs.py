@@ -48,7 +48,8 @@ class OutputBuilder:
         self.routes = [(r.topic, RouteCondition(r.condition), r.format) for r in settings.routes]
         self.decoder = decoder  # re-reads forwarded bytes for the ocf and fink formats
         self.summary = summary
-        self.annotation_schema_id = ANNOTATION_SCHEMA_ID  # the pipeline sets the registry's at start-up
+        # The registry's id, set by the pipeline at start-up (None while an unreachable registry is awaited).
+        self.annotation_schema_id: int | None = ANNOTATION_SCHEMA_ID
 
     def annotated(self, batch: AlertBatch, sources: list, results: dict, now_ms: int) -> list[Outgoing]:
         out: list[Outgoing] = []

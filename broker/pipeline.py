@@ -142,7 +142,9 @@ class Pipeline:
 
     def register_annotation_schema(self) -> int:
         """The id that frames annotations: configured, else the registry's for the subject
-        ``<annotations_topic>-value`` (registered now), else the fixed one."""
+        ``<annotations_topic>-value`` (registered now), else the fixed one. A registry that
+        refuses is a :class:`StartupError`; one that does not answer a :class:`TransientError`
+        (the first batch then waits for it, paused, like any registry outage)."""
         reg = self.settings.schema_registry
         if reg.annotation_schema_id is not None:
             return reg.annotation_schema_id
@@ -162,7 +164,12 @@ class Pipeline:
         s = self.settings
         start = self._started = time.monotonic()
         self.check_kafka()
-        self.outputs.annotation_schema_id = self.register_annotation_schema()
+        try:
+            self.outputs.annotation_schema_id = self.register_annotation_schema()
+        except TransientError as exc:
+            log.warning("schema registry unreachable; the annotation schema is registered before the first "
+                        "batch is produced", extra={"error": str(exc)})
+            self.outputs.annotation_schema_id = None
         self.consumer.subscribe(list(s.input_topics), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
@@ -285,6 +292,8 @@ class Pipeline:
         while True:
             try:
                 decoded = decode_messages(self.decoder, messages, self.settings)
+                if self.outputs.annotation_schema_id is None:  # unreachable at start-up
+                    self.outputs.annotation_schema_id = self.register_annotation_schema()
             except TransientError as exc:
                 metrics.TRANSIENT_FAULTS.labels(kind="schema_registry").inc()
                 log.warning("transient fault; pausing", extra={"error": str(exc), "retry_in_s": delay})

@@ -123,8 +123,9 @@ class RegistryClient:
 
     def register(self, subject: str, schema_text: str) -> int:
         """``POST /subjects/{subject}/versions``: the id the registry gives this schema (the
-        same id again when it is already registered). Any refusal raises
-        :class:`RegistryRefused` with the registry's own message."""
+        same id again when it is already registered). A refusal (an HTTP 4xx answer) raises
+        :class:`RegistryRefused` with the registry's own message; no answer (refused
+        connection, time-out, 5xx) is :class:`TransientError`, as for reads."""
         body = json.dumps({"schemaType": "AVRO", "schema": schema_text}).encode()
         req = urllib.request.Request(f"{self.url}/subjects/{urllib.parse.quote(subject, safe='')}/versions",
                                      data=body, method="POST")
@@ -136,9 +137,11 @@ class RegistryClient:
                 return int(json.loads(resp.read())["id"])
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode(errors="replace")
-            raise RegistryRefused(f"HTTP {exc.code} registering subject {subject}: {detail}") from exc
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RegistryRefused(f"no answer registering subject {subject}: {exc}") from exc
+            if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                raise RegistryRefused(f"HTTP {exc.code} registering subject {subject}: {detail}") from exc
+            raise TransientError(f"schema registry answered HTTP {exc.code}") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # URLError is an OSError
+            raise TransientError(f"schema registry unreachable: {exc}") from exc
 
 
 class RegistryRefused(RuntimeError):

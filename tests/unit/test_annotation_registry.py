@@ -59,3 +59,10 @@ def test_without_a_registry_annotations_can_be_self_describing_containers():
     data = encode_annotation_container(_record())
     (plain,) = list(fastavro.reader(io.BytesIO(data)))  # any Avro reader, no schema at hand
     assert plain["alert_id"] == 7 and decode_annotation(data) == decode_annotation(encode_annotation(_record()))
+
+
+def test_an_unreachable_registry_is_transient_not_a_start_up_error():
+    from broker.codec import TransientError
+
+    with pytest.raises(TransientError):
+        _pipeline(url=f"http://127.0.0.1:{free_port()}").register_annotation_schema()
