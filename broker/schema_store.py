@@ -104,15 +104,21 @@ class RegistryClient:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             self._auth = f"Basic {token}"
 
-    def fetch(self, schema_id: int) -> dict:
-        req = urllib.request.Request(f"{self.url}/schemas/ids/{schema_id}")
+    def _call(self, path: str, payload: dict | None = None) -> dict:
+        """One request (GET, or POST with ``payload``), its JSON answer; errors are the caller's."""
+        data = json.dumps(payload).encode() if payload is not None else None
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method="POST" if data else "GET")
         req.add_header("Accept", "application/vnd.schemaregistry.v1+json")
+        if data:
+            req.add_header("Content-Type", "application/vnd.schemaregistry.v1+json")
         if self._auth:
             req.add_header("Authorization", self._auth)
+        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            return json.loads(resp.read())
+
+    def fetch(self, schema_id: int) -> dict:
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                body = json.loads(resp.read())
-            return json.loads(body["schema"])
+            return json.loads(self._call(f"/schemas/ids/{schema_id}")["schema"])
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise SchemaNotFound(f"registry has no schema id {schema_id}") from exc
@@ -120,21 +126,14 @@ class RegistryClient:
         except (OSError, ValueError, KeyError, TypeError) as exc:  # URLError is an OSError
             raise TransientError(f"schema registry unreachable: {exc}") from exc
 
-
     def register(self, subject: str, schema_text: str) -> int:
         """``POST /subjects/{subject}/versions``: the id the registry gives this schema (the
         same id again when it is already registered). A refusal (an HTTP 4xx answer) raises
         :class:`RegistryRefused` with the registry's own message; no answer (refused
         connection, time-out, 5xx) is :class:`TransientError`, as for reads."""
-        body = json.dumps({"schemaType": "AVRO", "schema": schema_text}).encode()
-        req = urllib.request.Request(f"{self.url}/subjects/{urllib.parse.quote(subject, safe='')}/versions",
-                                     data=body, method="POST")
-        req.add_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        if self._auth:
-            req.add_header("Authorization", self._auth)
+        path = f"/subjects/{urllib.parse.quote(subject, safe='')}/versions"
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return int(json.loads(resp.read())["id"])
+            return int(self._call(path, {"schemaType": "AVRO", "schema": schema_text})["id"])
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode(errors="replace")
             if 400 <= exc.code < 500 and exc.code not in (408, 429):

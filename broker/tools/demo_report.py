@@ -3,33 +3,18 @@ topic, a table per filter (scored, null reasons, top alerts with their details),
 the score distributions and of the best transit candidate's folded light curve."""
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from broker.annotations import decode_annotation
+from broker.tools.tail import read_topic
 
 
-def read_annotations(bootstrap: str, topic: str, idle_s: float = 2.0, timeout_s: float = 30.0) -> list[dict]:
-    """Every annotation of ``topic``, by direct assignment (no group join)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-report", "enable.auto.commit": False,
-                  "log.connection.close": False})
-    try:
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-        out, start = [], time.monotonic()
-        last = start
-        while time.monotonic() - last < idle_s and time.monotonic() - start < timeout_s:
-            got = [m for m in c.consume(500, 0.3) if m.error() is None]
-            if got:
-                out += [decode_annotation(m.value()) for m in got]
-                last = time.monotonic()
-        return out
-    finally:
-        c.close()
+def read_annotations(bootstrap: str, topic: str) -> list[dict]:
+    """Every annotation of ``topic``, read back by direct assignment."""
+    return [decode_annotation(m.value()) for m in read_topic(bootstrap, topic, idle_s=2.0, timeout_s=30.0)]
 
 
 def _details(d: dict, keep: int = 4) -> str:

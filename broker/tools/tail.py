@@ -7,15 +7,16 @@ import time
 import uuid
 from pathlib import Path
 
-import fastavro
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from broker.annotations import HEADER_ANNOTATION, decode_annotation
 from broker.codec import OCF_MAGIC, Decoder, encode_container
-from broker.schema_store import SchemaResolver
 from broker.kafka_io import (
     HEADER_DLQ_ERROR, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC,
     make_consumer,
 )
+from broker.output_formats import reframe
+from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings
 
 
@@ -38,14 +39,33 @@ def describe(value: bytes | None, headers: list[tuple[str, bytes]] | None) -> di
     return decode_annotation(value or b"")
 
 
+def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 60.0) -> list:
+    """Every message of ``topic``, by direct assignment (no group join), until it goes quiet.
+
+    Tansu's high watermarks are not exact, so the end is found by a quiet period.
+    """
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
+                  "log.connection.close": False})
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        out = []
+        start = last = time.monotonic()
+        while time.monotonic() - last < idle_s and time.monotonic() - start < timeout_s:
+            got = [m for m in c.consume(500, 0.5) if m.error() is None]
+            if got:
+                out.extend(got)
+                last = time.monotonic()
+        return out
+    finally:
+        c.close()
+
+
 def alert_container(value: bytes, key: bytes | None, decoder) -> bytes:
     """A forwarded alert as an Avro container file, whatever its route's format."""
-    if value[:4] == OCF_MAGIC:
-        return value
-    if key and key[:1] == b"{":  # format fink: the writer schema is the key
+    if key and key[:1] == b"{" and value[:4] != OCF_MAGIC:  # format fink: the writer schema is the key
         return encode_container(key, [value])
-    decoded = decoder.decode(value)  # Confluent framing: the schema from the registry or the bundle
-    return encode_container(fastavro.schema.to_parsing_canonical_form(decoded.schema).encode(), [value[5:]])
+    return reframe(value, "ocf", decoder)[0]  # a container already, or a Confluent frame
 
 
 def save_message(m, directory: Path, obj: dict, decoder) -> Path:

@@ -25,23 +25,16 @@ class LocalRegistry:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
-                registry.auth_headers.append(self.headers.get("Authorization", ""))
-                parts = self.path.split("?")[0].strip("/").split("/")
+                parts = self._parts()
                 if len(parts) == 3 and parts[:2] == ["schemas", "ids"] and parts[2].isdigit() \
                         and int(parts[2]) in registry.schemas:
                     code, body = 200, {"schema": registry.schemas[int(parts[2])]}
                 else:
                     code, body = 404, {"error_code": 40403, "message": "Schema not found"}
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._answer(code, body)
 
             def do_POST(self):  # noqa: N802  (POST /subjects/{subject}/versions)
-                registry.auth_headers.append(self.headers.get("Authorization", ""))
-                parts = self.path.split("?")[0].strip("/").split("/")
+                parts = self._parts()
                 text = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))["schema"]
                 if not (len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions"):
                     code, body = 404, {"error_code": 404, "message": "HTTP 404 Not Found"}
@@ -50,6 +43,11 @@ class LocalRegistry:
                 else:
                     code, body = 200, {"id": registry.register(parts[1], text)}
                 self._answer(code, body)
+
+            def _parts(self) -> list[str]:
+                """The path's segments (no query string); records the Authorization header."""
+                registry.auth_headers.append(self.headers.get("Authorization", ""))
+                return self.path.split("?")[0].strip("/").split("/")
 
             def _answer(self, code, body):
                 data = json.dumps(body).encode()
