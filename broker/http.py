@@ -36,6 +36,9 @@ class HealthServer:
     def ready(self) -> tuple[bool, str]:
         if self.pipeline.fault:
             return False, self.pipeline.fault
+        waiting = self.pipeline.tracker.waiting_for()
+        if waiting > self.pipeline.settings.timeouts.broker_probe_s:  # Kafka stalled mid-batch
+            return False, f"a batch's outputs unacknowledged for {waiting:.0f}s"
         if not self.pipeline.assigned:
             return False, "no partitions assigned"
         failing = self.pipeline.filters.failing_for()

@@ -118,21 +118,31 @@ class DeliveryTracker:
 
     def __init__(self, producer: Producer):
         self.producer = producer
+        self.waiting_since: float | None = None  # monotonic start of the current wait for acks
 
     def send_all(self, messages: list[Outgoing], timeout_s: float) -> list[tuple[Outgoing, KafkaError]]:
         failed: list[tuple[Outgoing, KafkaError]] = []
         deadline = time.monotonic() + timeout_s
-        for msg in messages:
-            self._produce(msg, failed, deadline)
-        metrics.PRODUCER_QUEUE.set(len(self.producer))  # the batch's outputs waiting for acks
-        while self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic()))) > 0:
-            if time.monotonic() >= deadline:
-                break
+        self.waiting_since = time.monotonic()
+        try:
+            for msg in messages:
+                self._produce(msg, failed, deadline)
+            metrics.PRODUCER_QUEUE.set(len(self.producer))  # the batch's outputs waiting for acks
+            while self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic()))) > 0:
+                if time.monotonic() >= deadline:
+                    break
+        finally:
+            self.waiting_since = None
         if len(self.producer) > 0:
             # Unknown outcome past the deadline: the caller must not commit.
             log.error("producer flush timed out", extra={"queued": len(self.producer)})
             raise DeliveryTimeout(f"{len(self.producer)} outputs unacknowledged after {timeout_s:.0f}s")
         return failed
+
+    def waiting_for(self) -> float:
+        """Seconds the current batch's outputs have waited for acknowledgement (0 if none)."""
+        since = self.waiting_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def _produce(self, msg: Outgoing, failed: list, deadline: float) -> None:
         def on_delivery(err, _m, msg=msg):

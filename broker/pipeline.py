@@ -185,6 +185,8 @@ class Pipeline:
                     if messages:
                         self._kafka_ok_at = t1
                         self._kafka_reachable()
+                    else:  # only held exposure runs: Kafka may have stalled meanwhile
+                        self._probe_kafka()
                     self.process(messages)
                     self._last_activity = time.monotonic()
                     self.summary.processing_seconds += self._last_activity - t1
@@ -336,8 +338,10 @@ class Pipeline:
                            for o, e in refused]
                 failed = self.tracker.send_all(letters, timeout_s=deadline_s)
         except DeliveryTimeout as exc:
+            self.fault = f"giving up: {exc}"  # not ready while the process closes
             raise DeliveryFailed(f"{exc}; offsets not committed") from None
         if failed:
+            self.fault = f"giving up: {len(failed)} outputs not acknowledged"
             raise DeliveryFailed(f"{len(failed)} outputs not acknowledged ({failed[0][1].str()}); "
                                  "offsets not committed")
 

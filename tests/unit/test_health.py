@@ -12,7 +12,8 @@ def _server(**state) -> HealthServer:
     server = object.__new__(HealthServer)  # the decisions only, no socket
     pipeline = SimpleNamespace(last_loop=time.monotonic(), fault=None, assigned={("t", 0)},
                                filters=SimpleNamespace(failing_for=lambda: 0.0, filters=[]),
-                               liveness_budget_s=90.0)
+                               liveness_budget_s=90.0, tracker=SimpleNamespace(waiting_for=lambda: 0.0),
+                               settings=Settings.load(None))
     pipeline.__dict__.update(state)
     server.pipeline = pipeline
     return server
@@ -36,3 +37,11 @@ def test_readiness_reports_a_fault_first():
     assert not ok and why.startswith("schema registry")
     assert not _server(assigned=set()).ready()[0]
     assert _server().ready()[0]
+
+
+def test_outputs_waiting_past_the_probe_interval_make_it_unready():
+    """Kafka stalls while a batch's outputs wait for acks: the loop is busy, not idle, so no
+    metadata probe runs; the wait itself must turn /readyz (probe interval 5 s by default)."""
+    assert _server(tracker=SimpleNamespace(waiting_for=lambda: 1.0)).ready()[0]
+    ok, why = _server(tracker=SimpleNamespace(waiting_for=lambda: 6.0)).ready()
+    assert not ok and "unacknowledged" in why
