@@ -105,6 +105,7 @@ class AlertBatch:
         # Which alerts saw each other in one exposure: by default the batch's alerts of the same
         # survey and exposure id; the pipeline sets whole exposure runs (broker/exposure_runs.py).
         self.exposure_group = exposure_groups(self.survey, self.column("exposure_id"))
+        self.derived: dict = {}  # per-batch results filters share (e.g. light-curve features)
 
     def __len__(self) -> int:
         return self.n
@@ -141,6 +142,7 @@ class AlertBatch:
         out._compression = [self._compression[i] for i in idx]
         out.raw = [self.raw[i] for i in idx]
         out.exposure_group = self.exposure_group[idx]
+        out.derived = {}
         return out
 
 

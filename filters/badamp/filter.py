@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from broker.batch import AlertBatch
-from filters.badamp.features import (
-    MIN_POINTS, REAL_BOGUS, detection_feature_names, detection_matrix,
-    snad_feature_names, snad_features, total_mag_light_curve,
-)
+from filters.badamp.features import REAL_BOGUS, detection_feature_names, detection_matrix
 from filters.base import Filter, FilterContext, FilterResult
 from filters.evaluation import DriftMonitor, apply_isotonic
+from filters.lightcurve_features import history_features, snad_feature_names
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SURVEYS = ("ztf", "lsst")
@@ -108,21 +106,16 @@ class BadampFilter(Filter):
                 result.details[i][f"shap:{model.names[j]}"] = round(float(contrib[k, j]), 4)
 
     def _object_view(self, batch: AlertBatch, result: FilterResult) -> None:
-        rows, feats = [], []
-        for i in np.flatnonzero(batch.survey == "ztf"):
-            t, mag, err = total_mag_light_curve(batch, i)
-            result.details[i]["object_points"] = float(len(t))
-            if len(t) < MIN_POINTS:
-                result.details[i]["object_view"] = f"short_history:<{MIN_POINTS} r-band detections"
-                continue
-            try:
-                feats.append(snad_features(t, mag, err))
-                rows.append(i)
-            except ValueError as exc:  # light-curve rejects degenerate histories
-                result.details[i]["object_view"] = f"features_failed:{exc}"[:120]
-        if rows:
-            prob = self.object.predict(np.vstack(feats))
-            for i, v in zip(rows, prob):
+        ztf = batch.survey == "ztf"
+        h = history_features(batch)
+        for i in np.flatnonzero(ztf):
+            result.details[i]["object_points"] = float(h.points[i])
+            if i in h.why_not:
+                result.details[i]["object_view"] = h.why_not[i]
+        keep = ztf[h.rows]
+        if keep.any():
+            prob = self.object.predict(h.X[keep])
+            for i, v in zip(h.rows[keep], prob):
                 result.details[i]["object_artefact_prob"] = round(float(v), 4)
 
     def drift(self) -> dict[str, float]:

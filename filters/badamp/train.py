@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from filters import plots
-from filters.badamp.features import MIN_POINTS, snad_features, total_mag_light_curve
+from filters.lightcurve_features import MIN_POINTS, snad_features, total_mag_light_curve
 from filters.badamp.filter import shap_contributions
 from filters.badamp.lsst_check import lsst_channel_check, real_lsstcam_batch
 from filters.badamp.train_channel import real_alert_batch, train_channel_model

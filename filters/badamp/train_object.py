@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from filters.badamp.features import snad_feature_names
+from filters.lightcurve_features import snad_feature_names
 from filters.evaluation import apply_isotonic, fit_isotonic, psi_reference, roc_auc_ci
 
 STANDARD = {"n_estimators": 600, "learning_rate": 0.03, "max_depth": 5, "subsample": 0.8, "colsample_bytree": 0.5}

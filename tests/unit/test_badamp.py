@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from broker.batch import AlertBatch
-from filters.badamp.features import channel_context, detection_feature_names, snad_feature_names
+from filters.badamp.features import channel_context, detection_feature_names
+from filters.lightcurve_features import snad_feature_names
 from filters.badamp.filter import BadampFilter
 from filters.badamp.inject import make_exposures, pool_from_batch
 from filters.base import FilterContext
