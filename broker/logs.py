@@ -18,7 +18,8 @@ class JsonFormatter(logging.Formatter):
         }
         for k, v in vars(record).items():
             if k not in _STANDARD and not k.startswith("_"):
-                out[k] = v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+                # JSON values stay structured (a tool reads the closing line's figures); the rest as text
+                out[k] = v if isinstance(v, (int, float, str, bool, type(None), dict, list, tuple)) else str(v)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)

@@ -37,3 +37,13 @@ FILTER_DRIFT = Gauge("alert_broker_filter_feature_psi", "Population stability in
 def reason_label(reason: str) -> str:
     """Bound label cardinality: ``missing:rb`` and ``missing:fwhm`` both count as ``missing``."""
     return reason.split(":", 1)[0]
+
+
+def stage_totals() -> dict[str, float]:
+    """Seconds spent per pipeline stage so far (the sums of ``STAGE_SECONDS``)."""
+    out = {}
+    for metric in STAGE_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_sum"):
+                out[sample.labels["stage"]] = round(sample.value, 3)
+    return out

@@ -38,6 +38,8 @@ class RunSummary:
     seconds: float = 0.0  # the whole run, from start to stop
     processing_seconds: float = 0.0  # inside batches: decode to commit
     join_seconds: float | None = None  # from start to the group's first share
+    first_message_at: float | None = None  # wall clock (epoch s): first message consumed
+    last_commit_at: float | None = None  # wall clock: the last batch committed
 
 
 class OutputBuilder:

@@ -185,6 +185,8 @@ class Pipeline:
                     if messages:
                         self._kafka_ok_at = t1
                         self._kafka_reachable()
+                        if self.summary.first_message_at is None:
+                            self.summary.first_message_at = time.time()
                     else:  # only held exposure runs: Kafka may have stalled meanwhile
                         self._probe_kafka()
                     self.process(messages)
@@ -284,6 +286,7 @@ class Pipeline:
             return
         metrics.BATCHES.inc()
         self.summary.batches += 1
+        self.summary.last_commit_at = time.time()
         log.info("batch committed", extra={"messages": len(messages), "alerts": batch.n,
                                            "dead_letters": len(decoded.dead), "held": self.runs.held})
 

@@ -106,3 +106,15 @@ class DriftMonitor:
             return {}
         X = np.vstack(self._rows)[-self.window:]
         return {name: psi(self.reference[name], X[:, j]) for j, name in enumerate(self.names)}
+
+
+def real_alert_batch(paths: list[str]) -> "AlertBatch":
+    """Every decodable alert under ``paths`` as one batch (the injector's pool of real data)."""
+    from broker.batch import AlertBatch
+    from broker.codec import Decoder
+    from broker.tools.replay import iter_payloads
+    from broker.schema_store import SchemaResolver
+    from broker.surveys import decode_alerts
+
+    payloads = (data for _, data in iter_payloads(paths))
+    return AlertBatch(decode_alerts(payloads, Decoder(SchemaResolver())))

@@ -4,7 +4,9 @@
 * filters: per-alert cost at several batch sizes, for every installed filter, on the bundled
   sample alerts (repeated to fill the batch); then each filter's own ``bench`` hook, where it
   has one (the transit CNN on its own, since its per-light-curve search does not batch);
-* memory: peak resident set size of the process.
+* memory: peak resident set size of the process;
+* history length: each filter's cost per alert for histories of 10 to 10,000 points
+  (:func:`bench_history_length`, also part of ``bench e2e``).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import json
 import resource
 import time
 from pathlib import Path
+
+import numpy as np
 
 from broker.batch import AlertBatch
 from broker.codec import DecodeError, Decoder
@@ -102,3 +106,51 @@ def run_bench(device: str = "cpu", out: str | None = None) -> dict:
         print(r.get("summary", ""))
     print(f"peak RSS: {result['peak_rss_mib']:.0f} MiB")
     return result
+
+
+HISTORY_TEMPLATE = SAMPLES / "ztf" / "ztf-avro-alert" / "v2.0" / "472263571115095000.avro"
+
+
+def history_alert(points: int, seed: int = 0) -> bytes:
+    """A real ZTF alert whose history is stretched to ``points`` detections (its own detections
+    repeated one night apart, magnitudes jittered), re-encoded with its own schema."""
+    import fastavro
+    import numpy as np
+
+    reader = fastavro.reader(io.BytesIO(HISTORY_TEMPLATE.read_bytes()))
+    schema, record = reader.writer_schema, next(reader)
+    detections = [c for c in record["prv_candidates"] if c.get("magpsf") is not None]
+    rng = np.random.default_rng(seed)
+    jd0 = record["candidate"]["jd"] - points
+    history = []
+    for k in range(points):
+        c = dict(detections[k % len(detections)])
+        c.update(jd=jd0 + k + rng.uniform(0.1, 0.4), magpsf=c["magpsf"] + rng.normal(0, 0.05))
+        history.append(c)
+    buf = io.BytesIO()
+    fastavro.writer(buf, schema, [dict(record, prv_candidates=history)])
+    return buf.getvalue()
+
+
+def bench_history_length(lengths=(10, 100, 1000, 10000), alerts: int = 8, device: str = "cpu") -> dict:
+    """Each filter's cost per alert against the length of the alert's history."""
+    from filters.base import FilterContext, discover
+
+    batches = {n: AlertBatch(decode_alerts([history_alert(n, seed=i) for i in range(alerts)],
+                                           Decoder(SchemaResolver()))) for n in lengths}
+    out = {}
+    for name, cls in sorted(discover().items()):
+        impl = cls()
+        impl.setup(FilterContext(device=device))
+        warm = batches[min(n for n in lengths if n >= 100)] if any(n >= 100 for n in lengths) else batches[lengths[0]]
+        impl.score(warm.subset(np.arange(1)))  # first-call costs (lazy tensors, thread pools) apart
+        rows = {}
+        for n, batch in batches.items():
+            fresh = batch.subset(np.arange(batch.n))  # no features cached by an earlier filter
+            t0 = time.perf_counter()
+            impl.score(fresh)
+            rows[n] = (time.perf_counter() - t0) / batch.n * 1e6
+        long = [n for n in rows if n >= 100]  # below that most filters null the alert: no work
+        slope = np.polyfit(np.log(long), np.log([rows[n] for n in long]), 1)[0] if len(long) > 1 else float("nan")
+        out[name] = {"us_per_alert": rows, "growth_exponent_from_100": float(slope)}
+    return out

@@ -61,6 +61,9 @@ def _settings_from(args):
 
 
 def _cmd_run(args) -> int:
+    import resource
+
+    from broker import metrics
     from broker.http import HealthServer
     from broker.pipeline import EXIT_DELIVERY_FAILED, DeliveryFailed, Pipeline, StartupError
 
@@ -84,7 +87,13 @@ def _cmd_run(args) -> int:
             server.stop()
     log.info("stopped", extra={"consumed": summary.consumed, "annotated": summary.annotated,
                                "dead_lettered": sum(summary.dead_lettered.values()),
-                               "seconds": round(summary.seconds, 2)})
+                               "seconds": round(summary.seconds, 2),
+                               "processing_seconds": round(summary.processing_seconds, 3),
+                               "join_seconds": summary.join_seconds,
+                               "first_message_at": summary.first_message_at,
+                               "last_commit_at": summary.last_commit_at,
+                               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                               "stage_seconds": metrics.stage_totals()})
     return 0
 
 
@@ -137,6 +146,12 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    if args.mode == "e2e":
+        from broker.tools.bench_e2e import run_e2e
+
+        lengths = tuple(int(n) for n in args.history_lengths.split(","))
+        run_e2e(args.surveys.split(","), args.scale, args.latency_s, args.out, args.markdown, lengths)
+        return 0
     from broker.tools.bench import run_bench
 
     run_bench(args.device, args.out)
@@ -194,9 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         c.set_defaults(func=_cmd_train if command == "train" else _cmd_score)
 
-    b = sub.add_parser("bench", help="decode and filter speed as ratios, and peak memory")
-    b.add_argument("--device", default="cpu")
+    b = sub.add_parser("bench", help="micro: decode and filter speed in memory; e2e: through Kafka against "
+                                     "the ceiling and the naive design, latency, burst, memory")
+    b.add_argument("mode", nargs="?", choices=("micro", "e2e"), default="micro")
+    b.add_argument("--device", default="cpu", help="micro: the filters' device")
     b.add_argument("--out", help="write the figures as JSON")
+    b.add_argument("--surveys", default="ztf,lsst", help="e2e: which surveys' real alerts")
+    b.add_argument("--scale", type=float, default=1.0, help="e2e: 1 = 50,000 ZTF and 20,000 LSST alerts")
+    b.add_argument("--latency-s", type=float, default=60.0, help="e2e: seconds of offered load per rate")
+    b.add_argument("--markdown", help="e2e: write the table (e.g. docs/performance.md)")
+    b.add_argument("--history-lengths", default="10,100,1000,10000", help="e2e: history lengths for the cost table")
     b.set_defaults(func=_cmd_bench)
     return p
 

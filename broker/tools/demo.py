@@ -28,6 +28,8 @@ def demo_settings(bootstrap: str, filters: list[str]) -> Settings:
         routes.append({"topic": "demo.bad", "condition": "badamp.score > 0.5"})
     if "transit" in filters:
         routes.append({"topic": "demo.transit", "condition": "transit.score > 0.5"})
+    if "anomaly" in filters:
+        routes.append({"topic": "demo.unusual", "condition": "anomaly.score >= 0.99"})
     return Settings.load(
         None,
         kafka={"bootstrap": bootstrap, "session_timeout_ms": 6000},

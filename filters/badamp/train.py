@@ -10,7 +10,8 @@ from filters import plots
 from filters.lightcurve_features import MIN_POINTS, snad_features, total_mag_light_curve
 from filters.badamp.filter import shap_contributions
 from filters.badamp.lsst_check import lsst_channel_check, real_lsstcam_batch
-from filters.badamp.train_channel import real_alert_batch, train_channel_model
+from filters.badamp.train_channel import train_channel_model
+from filters.evaluation import real_alert_batch
 from filters.badamp.train_object import train_object_model
 from filters.evaluation import psi
 

@@ -106,14 +106,3 @@ def train_channel_model(batch: AlertBatch, survey: str, out_dir: str | Path, n_e
     evaluation = {"y": yte, "raw": raw, "calibrated": p, "cut": cut, "ablation": ablation,
                   "X": Xte, "names": names, "model": model, "threshold": 0.5}
     return {"metrics": metrics, "evaluation": evaluation}
-
-
-def real_alert_batch(paths: list[str]) -> AlertBatch:
-    """Every decodable alert under ``paths`` as one batch (the injector's pool of real data)."""
-    from broker.codec import Decoder
-    from broker.tools.replay import iter_payloads
-    from broker.schema_store import SchemaResolver
-    from broker.surveys import decode_alerts
-
-    payloads = (data for _, data in iter_payloads(paths))
-    return AlertBatch(decode_alerts(payloads, Decoder(SchemaResolver())))

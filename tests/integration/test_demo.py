@@ -20,7 +20,7 @@ def test_demo_shows_every_filter_at_work(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
-    for name in ("badamp", "quality", "transit"):
+    for name in ("anomaly", "badamp", "quality", "transit"):
         scored = re.search(rf"^{name}: (\d+) scored", out, flags=re.M)
         assert scored and int(scored.group(1)) > 0, name
     k2_3 = re.search(r"^\s+(\d\.\d+)\s+lsst 900000000000000000\s+flux=total, period_days=(\d+\.\d+)", out, flags=re.M)

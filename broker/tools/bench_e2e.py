@@ -1,0 +1,290 @@
+"""``alert-broker bench e2e``: alerts per second from the input topic to acknowledged outputs.
+
+Real alerts (``../shared/data``, else the bundled samples) are looped into the embedded broker
+and read back by, in one run on one machine:
+
+* **ceiling**: a consumer with the pipeline's settings that only consumes and decodes;
+* **pipeline**: ``alert-broker run`` as deployed, every installed filter, default settings;
+* **naive**: the same process with one alert per batch (``batch.max_alerts=1``, exposure runs
+  off): every alert scored alone, then produced, flushed and committed;
+* **latency** from the input's produce timestamp to its annotation's, at offered rates of
+  256 alerts/s and 80% of the measured pipeline rate, and a burst: how long until drained;
+* **two pipelines** in one consumer group (two partitions), and peak RSS and per-stage time.
+
+Rates count from the first message consumed to the last batch committed (the group join is
+reported apart). Ratios from one run are the figures to quote: the machines are noisy.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from broker.annotations import decode_annotation
+from broker.codec import Decoder
+from broker.ingest import build_decoder, decode_messages
+from broker.kafka_io import ensure_topics, make_consumer
+from broker.schema_store import SchemaResolver
+from broker.settings import KafkaSettings, Settings
+from broker.tools.replay import iter_payloads, messages_for, replay
+from broker.tools.tail import read_topic
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+SAMPLES = REPO / "tests" / "fixtures" / "alerts"
+SOURCES = {"ztf": [SHARED / "ztf" / "alerts", SHARED / "ztf" / "fink-enriched"], "lsst": [SHARED / "lsst" / "alerts"]}
+TARGETS = {"ztf": 50_000, "lsst": 20_000}
+
+
+def survey_paths(survey: str) -> list[str]:
+    found = [str(p) for p in SOURCES[survey] if p.exists()]
+    return found or [str(SAMPLES / survey)]
+
+
+def decodable(paths: list[str]) -> int:
+    """How many single-alert messages ``paths`` give (one loop of the replay)."""
+    decoder = Decoder(SchemaResolver())
+    return sum(len(messages_for(data, decoder)) for _, data in iter_payloads(paths))
+
+
+def preload(bootstrap: str, topic: str, paths: list[str], n: int, partitions: int = 2) -> int:
+    ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=partitions)
+    loops = max(1, math.ceil(n / max(1, decodable(paths))))
+    return replay(paths, bootstrap, topic, Decoder(SchemaResolver()), loop=loops, progress=False)
+
+
+def ceiling(bootstrap: str, topic: str, total: int, timeout_s: float = 900) -> dict:
+    """Consume + decode only, with the pipeline's consumer settings and batch size."""
+    settings = Settings.load(None, kafka={"bootstrap": bootstrap}, input_topics=[topic])
+    consumer = make_consumer(settings.kafka, f"bench-ceiling-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([topic])
+    decoder = build_decoder(settings)
+    n, first, last = 0, None, None
+    end = time.monotonic() + timeout_s
+    try:
+        while n < total and time.monotonic() < end:
+            got = [m for m in consumer.consume(settings.batch.max_alerts, settings.batch.max_wait_ms / 1000)
+                   if m.error() is None]
+            if not got:
+                continue
+            first = first or time.perf_counter()
+            decode_messages(decoder, got, settings)
+            n += len(got)
+            last = time.perf_counter()
+    finally:
+        consumer.close()
+    seconds = (last - first) if first and last else float("nan")
+    return {"messages": n, "seconds": round(seconds, 3), "alerts_per_s": n / seconds if seconds else 0.0}
+
+
+class PipelineRun:
+    """``alert-broker run`` in a subprocess; its closing log line carries the measurements."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, env: dict | None = None, idle_s: float = 6.0):
+        self.annotations = f"{topic}.ann"
+        cmd = [sys.executable, "-m", "broker.tools.cli", "run", "--bootstrap", bootstrap, "--input-topic", topic,
+               "--group", group, "--annotations-topic", self.annotations, "--dlq-topic", f"{topic}.dlq",
+               "--exit-when-idle", str(idle_s)]
+        self.log: list[str] = []
+        self.assigned = threading.Event()
+        self.proc = subprocess.Popen(cmd, env=dict(os.environ, **(env or {}), PYTHONPATH=str(REPO)),
+                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.log.append(line)
+            if '"partitions assigned"' in line:
+                self.assigned.set()
+
+    def finish(self, timeout_s: float = 1800) -> dict:
+        rc = self.proc.wait(timeout_s)
+        self.reader.join(5)
+        stopped = [json.loads(x) for x in self.log if '"stopped"' in x]
+        if rc != 0 or not stopped:
+            raise RuntimeError(f"pipeline exited {rc}: {''.join(self.log[-5:])}")
+        s = stopped[-1]
+        busy = (s["last_commit_at"] - s["first_message_at"]) if s.get("last_commit_at") else float("nan")
+        s["busy_seconds"] = busy
+        s["alerts_per_s"] = (s["annotated"] + s["dead_lettered"]) / busy if busy else 0.0
+        return s
+
+
+def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: str) -> dict:
+    """Offered load at ``rate`` for ``seconds`` into a running pipeline; latency per alert from
+    the input's Kafka timestamp to its annotation's (produced once its batch is scored)."""
+    topic = f"bench.{tag}.{uuid.uuid4().hex[:6]}"
+    ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=2)
+    run = PipelineRun(bootstrap, topic, f"{topic}-g")
+    if not run.assigned.wait(120):
+        raise RuntimeError("pipeline never joined: " + "".join(run.log[-5:]))
+    per_loop = max(1, decodable(paths))
+    n = int(rate * seconds)
+    replay(paths, bootstrap, topic, Decoder(SchemaResolver()), rate=rate,
+           loop=max(1, math.ceil(n / per_loop)), progress=False)
+    summary = run.finish()
+    waits = []
+    for m in read_topic(bootstrap, run.annotations):
+        record = decode_annotation(m.value())
+        if record.get("kafka_timestamp_ms"):
+            waits.append((m.timestamp()[1] - record["kafka_timestamp_ms"]) / 1000)
+    w = np.asarray(waits)
+    return {"offered_per_s": rate, "alerts": int(len(w)), "seconds": seconds,
+            "p50_s": float(np.percentile(w, 50)), "p95_s": float(np.percentile(w, 95)),
+            "p99_s": float(np.percentile(w, 99)), "max_s": float(w.max()), "peak_rss_mib": summary["peak_rss_mib"]}
+
+
+def burst(bootstrap: str, paths: list[str], n: int, tag: str) -> dict:
+    """``n`` alerts at once into a running pipeline: seconds from the first produce until the
+    last annotation, and whether every alert came out (annotated or dead-lettered)."""
+    topic = f"bench.{tag}.{uuid.uuid4().hex[:6]}"
+    ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=2)
+    run = PipelineRun(bootstrap, topic, f"{topic}-g")
+    if not run.assigned.wait(120):
+        raise RuntimeError("pipeline never joined")
+    start = time.time()
+    sent = replay(paths, bootstrap, topic, Decoder(SchemaResolver()),
+                  loop=max(1, math.ceil(n / max(1, decodable(paths)))), progress=False)
+    summary = run.finish()
+    return {"alerts": sent, "drained_s": round(summary["last_commit_at"] - start, 2),
+            "out": summary["annotated"] + summary["dead_lettered"], "lost": sent - summary["consumed"]}
+
+
+def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float) -> dict:
+    paths = survey_paths(survey)
+    tag = f"{survey}.{uuid.uuid4().hex[:6]}"
+    topic = f"bench.{tag}.in"
+    total = preload(bootstrap, topic, paths, int(TARGETS[survey] * scale))
+    print(f"[{survey}] {total} real alerts looped into {topic}", flush=True)
+    out = {"alerts": total, "sources": paths, "ceiling": ceiling(bootstrap, topic, total)}
+    print(f"[{survey}] ceiling {out['ceiling']['alerts_per_s']:.0f} alerts/s", flush=True)
+    out["pipeline"] = PipelineRun(bootstrap, topic, f"{tag}-pipeline").finish()
+    print(f"[{survey}] pipeline {out['pipeline']['alerts_per_s']:.0f} alerts/s", flush=True)
+    two = [PipelineRun(bootstrap, topic, f"{tag}-two") for _ in range(2)]
+    runs = [r.finish() for r in two]
+    span = max(r["last_commit_at"] for r in runs if r["last_commit_at"]) - \
+        min(r["first_message_at"] for r in runs if r["first_message_at"])
+    out["two_pipelines"] = {"alerts_per_s": sum(r["consumed"] for r in runs) / span, "per_process": runs}
+    naive_topic = f"bench.{tag}.naive"
+    naive_n = preload(bootstrap, naive_topic, paths, max(200, int(1000 * scale)))
+    out["naive"] = PipelineRun(bootstrap, naive_topic, f"{tag}-naive", env={
+        "ALERT_BROKER__BATCH__MAX_ALERTS": "1", "ALERT_BROKER__BATCH__EXPOSURE_QUIET_S": "0"}).finish()
+    out["naive"]["alerts"] = naive_n
+    print(f"[{survey}] naive {out['naive']['alerts_per_s']:.1f} alerts/s", flush=True)
+    rate80 = 0.8 * out["pipeline"]["alerts_per_s"]
+    out["latency"] = [latency(bootstrap, paths, r, latency_s, f"{tag}.lat{int(r)}") for r in (256.0, rate80)]
+    out["burst"] = burst(bootstrap, paths, int(10_000 * min(1.0, scale * 2)), f"{tag}.burst")
+    print(f"[{survey}] latency/burst done", flush=True)
+    return out
+
+
+def summarise(results: dict) -> dict:
+    """The headline figures (the issue's JSON keys; ``lsst_`` prefix for LSST)."""
+    flat = {}
+    for survey, r in results["surveys"].items():
+        p = "" if survey == "ztf" else f"{survey}_"
+        flat |= {f"{p}ceiling_alerts_per_s": r["ceiling"]["alerts_per_s"],
+                 f"{p}pipeline_alerts_per_s": r["pipeline"]["alerts_per_s"],
+                 f"{p}naive_alerts_per_s": r["naive"]["alerts_per_s"],
+                 f"{p}two_pipelines_alerts_per_s": r["two_pipelines"]["alerts_per_s"],
+                 f"{p}pipeline_over_ceiling": r["pipeline"]["alerts_per_s"] / r["ceiling"]["alerts_per_s"],
+                 f"{p}pipeline_over_naive": r["pipeline"]["alerts_per_s"] / r["naive"]["alerts_per_s"],
+                 f"{p}p99_latency_s_at_256": r["latency"][0]["p99_s"],
+                 f"{p}p99_latency_s_at_80pct": r["latency"][1]["p99_s"],
+                 f"{p}burst_drained_s": r["burst"]["drained_s"],
+                 f"{p}peak_rss_mb": r["pipeline"]["peak_rss_mib"] * 1.048576}
+    return flat
+
+
+TARGETS_MET = [("pipeline / ceiling >= 0.85 (ZTF)", "pipeline_over_ceiling", 0.85, ">="),
+               ("pipeline / ceiling >= 0.7 (LSST)", "lsst_pipeline_over_ceiling", 0.7, ">="),
+               ("pipeline / naive >= 10 (ZTF)", "pipeline_over_naive", 10, ">="),
+               ("pipeline / naive >= 10 (LSST)", "lsst_pipeline_over_naive", 10, ">="),
+               ("p99 <= 1 s at 256 alerts/s (ZTF)", "p99_latency_s_at_256", 1.0, "<="),
+               ("p99 <= 1 s at 256 alerts/s (LSST)", "lsst_p99_latency_s_at_256", 1.0, "<="),
+               ("p99 <= 2 s at 80% of the pipeline rate (ZTF)", "p99_latency_s_at_80pct", 2.0, "<="),
+               ("p99 <= 2 s at 80% of the pipeline rate (LSST)", "lsst_p99_latency_s_at_80pct", 2.0, "<="),
+               ("peak RSS <= 1,500 MB (ZTF run)", "peak_rss_mb", 1500, "<="),
+               ("peak RSS <= 1,500 MB (LSST run)", "lsst_peak_rss_mb", 1500, "<=")]
+
+
+def markdown(results: dict) -> str:
+    s = results["summary"]
+    lines = ["# Performance: `alert-broker bench e2e`", "",
+             "Written by `alert-broker bench e2e --out e2e.json --markdown docs/performance.md`; every figure",
+             "was measured in that one run. Real alerts are looped through the embedded broker (Tansu, on the",
+             "same machine); the pipeline runs as deployed (`alert-broker run`, default settings, every",
+             "installed filter). See `broker/tools/bench_e2e.py` for what each row measures.", "",
+             f"Machine: {results['machine']}; {results['when']}; "
+             f"scale {results['scale']} (1 = 50,000 ZTF and 20,000 LSST alerts).", "",
+             "| | ZTF | LSST |", "|---|---|---|"]
+    rows = [("ceiling: consume + decode (alerts/s)", "ceiling_alerts_per_s", "{:.0f}"),
+            ("pipeline, every filter (alerts/s)", "pipeline_alerts_per_s", "{:.0f}"),
+            ("naive: one alert per batch (alerts/s)", "naive_alerts_per_s", "{:.1f}"),
+            ("two pipelines, one group (alerts/s)", "two_pipelines_alerts_per_s", "{:.0f}"),
+            ("pipeline / ceiling", "pipeline_over_ceiling", "{:.2f}"),
+            ("pipeline / naive", "pipeline_over_naive", "{:.0f}"),
+            ("p99 latency at 256 alerts/s (s)", "p99_latency_s_at_256", "{:.2f}"),
+            ("p99 latency at 80% of pipeline rate (s)", "p99_latency_s_at_80pct", "{:.2f}"),
+            ("10,000-alert burst drained in (s)", "burst_drained_s", "{:.1f}"),
+            ("peak RSS of the pipeline (MB)", "peak_rss_mb", "{:.0f}")]
+    for label, key, fmt in rows:
+        cells = [fmt.format(s[k]) if (k := (key if sv == "ztf" else f"lsst_{key}")) in s else "-"
+                 for sv in ("ztf", "lsst")]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    lines += ["", "Share of the pipeline's time inside batches, per stage:", "", "| stage | ZTF | LSST |", "|---|---|---|"]
+    shares = {}
+    for survey, r in results["surveys"].items():
+        stages = r["pipeline"]["stage_seconds"]
+        total = sum(stages.values()) or 1.0
+        shares[survey] = {k: v / total for k, v in stages.items()}
+    for stage in sorted({k for v in shares.values() for k in v}):
+        lines.append(f"| {stage} | " + " | ".join(f"{shares.get(sv, {}).get(stage, 0):.1%}" for sv in ("ztf", "lsst")) + " |")
+    lines += ["", "Cost per alert (microseconds, batches of 8, in memory) against the history's length, and",
+              "the exponent of its growth from 100 points on (1 = linear):", "",
+              "| filter | " + " | ".join(f"{n} points" for n in next(iter(results["history_length"].values()))["us_per_alert"])
+              + " | exponent |", "|---" * (len(next(iter(results["history_length"].values()))["us_per_alert"]) + 2) + "|"]
+    for name, r in results["history_length"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.0f}" for v in r["us_per_alert"].values())
+                     + f" | {r['growth_exponent_from_100']:.2f} |")
+    lines += ["", "Targets (issue 13):", "", "| target | measured | met |", "|---|---|---|"]
+    for label, key, goal, op in TARGETS_MET:
+        if key in s:
+            met = s[key] >= goal if op == ">=" else s[key] <= goal
+            lines.append(f"| {label} | {s[key]:.2f} | {'yes' if met else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_e2e(surveys: list[str], scale: float = 1.0, latency_s: float = 60.0, out: str | None = None,
+            markdown_out: str | None = None, history_lengths=(10, 100, 1000, 10000)) -> dict:
+    import platform
+
+    from broker.tools.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker().start()
+    try:
+        results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+                   "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "scale": scale,
+                   "surveys": {s: survey_bench(broker.bootstrap, s, scale, latency_s) for s in surveys}}
+    finally:
+        broker.stop()
+    from broker.tools.bench import bench_history_length
+
+    results["history_length"] = bench_history_length(lengths=history_lengths)
+    results["summary"] = summarise(results)
+    table = markdown(results)
+    print(table)
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1, default=float))
+    if markdown_out:
+        Path(markdown_out).write_text(table)
+    return results

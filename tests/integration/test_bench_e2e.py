@@ -1,0 +1,34 @@
+"""`alert-broker bench e2e` at a small scale: every figure of the table is measured through the
+embedded broker (no timing is asserted: the benchmark reports ratios, the tests check it runs
+and that nothing is lost)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_e2e_measures_every_figure(tmp_path):
+    out, table = tmp_path / "e2e.json", tmp_path / "performance.md"
+    run = subprocess.run([sys.executable, "-m", "broker.tools.cli", "bench", "e2e", "--surveys", "ztf",
+                          "--scale", "0.02", "--latency-s", "5", "--history-lengths", "10,100", "--out", str(out), "--markdown", str(table)],
+                         cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    s = result["summary"]
+    for key in ("ceiling_alerts_per_s", "pipeline_alerts_per_s", "naive_alerts_per_s", "p99_latency_s_at_256",
+                "peak_rss_mb", "two_pipelines_alerts_per_s", "burst_drained_s"):
+        assert s[key] > 0, key
+    ztf = result["surveys"]["ztf"]
+    assert ztf["pipeline"]["consumed"] == ztf["alerts"] == ztf["ceiling"]["messages"]
+    assert ztf["burst"]["lost"] == 0 and ztf["burst"]["out"] == ztf["burst"]["alerts"]  # each annotated or dead-lettered
+    assert {"decode", "produce", "commit"} <= set(ztf["pipeline"]["stage_seconds"])
+    assert "| pipeline / ceiling |" in table.read_text()
