@@ -6,7 +6,12 @@ and the population stability index (PSI) of live features against the training s
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from broker.batch import AlertBatch
 
 
 def bootstrap_ci(y: np.ndarray, p: np.ndarray, stat, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
@@ -108,7 +113,7 @@ class DriftMonitor:
         return {name: psi(self.reference[name], X[:, j]) for j, name in enumerate(self.names)}
 
 
-def real_alert_batch(paths: list[str]) -> "AlertBatch":
+def real_alert_batch(paths: list[str]) -> AlertBatch:
     """Every decodable alert under ``paths`` as one batch (the injector's pool of real data)."""
     from broker.batch import AlertBatch
     from broker.codec import Decoder
