@@ -89,7 +89,7 @@ class RouteRule(_Section):
 
 class BatchSettings(_Section):
     max_alerts: int = Field(500, ge=1)
-    max_wait_ms: int = Field(500, ge=1)
+    max_wait_ms: int = Field(200, ge=1)  # a batch waits at most this for more alerts (latency)
     # Whole exposure runs for filters that declare exposure_context (broker/exposure_runs.py):
     # a partition's last run is held until the next exposure starts, or the partition has been
     # quiet this long (seconds spent waiting for messages; 0 turns holding off), or the run is
