@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import uuid
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +50,20 @@ def survey_paths(survey: str) -> list[str]:
     return found or [str(SAMPLES / survey)]
 
 
-def decodable(paths: list[str]) -> int:
-    """How many single-alert messages ``paths`` give (one loop of the replay)."""
+@lru_cache(maxsize=None)
+def _decodable(paths: tuple[str, ...]) -> int:
     decoder = Decoder(SchemaResolver())
-    return sum(len(messages_for(data, decoder)) for _, data in iter_payloads(paths))
+    return sum(len(messages_for(data, decoder)) for _, data in iter_payloads(list(paths)))
+
+
+def loops_for(paths: list[str], n: int) -> int:
+    """Replay loops over ``paths`` that send at least ``n`` single-alert messages."""
+    return max(1, math.ceil(n / max(1, _decodable(tuple(paths)))))
 
 
 def preload(bootstrap: str, topic: str, paths: list[str], n: int, partitions: int = 2) -> int:
     ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=partitions)
-    loops = max(1, math.ceil(n / max(1, decodable(paths))))
-    return replay(paths, bootstrap, topic, Decoder(SchemaResolver()), loop=loops, progress=False)
+    return replay(paths, bootstrap, topic, Decoder(SchemaResolver()), loop=loops_for(paths, n), progress=False)
 
 
 def ceiling(bootstrap: str, topic: str, total: int, timeout_s: float = 900) -> dict:
@@ -89,7 +94,7 @@ class PipelineRun:
     """``alert-broker run`` in a subprocess; its closing log line carries the measurements."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, env: dict | None = None, idle_s: float = 6.0):
-        self.annotations = f"{topic}.ann"
+        self.topic, self.annotations = topic, f"{topic}.ann"
         cmd = [sys.executable, "-m", "broker.tools.cli", "run", "--bootstrap", bootstrap, "--input-topic", topic,
                "--group", group, "--annotations-topic", self.annotations, "--dlq-topic", f"{topic}.dlq",
                "--exit-when-idle", str(idle_s)]
@@ -119,18 +124,22 @@ class PipelineRun:
         return s
 
 
-def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: str) -> dict:
-    """Offered load at ``rate`` for ``seconds`` into a running pipeline; latency per alert from
-    the input's Kafka timestamp to its annotation's (produced once its batch is scored)."""
+def joined_pipeline(bootstrap: str, tag: str) -> PipelineRun:
+    """A pipeline on a fresh two-partition topic, once the group has given it the partitions."""
     topic = f"bench.{tag}.{uuid.uuid4().hex[:6]}"
     ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=2)
     run = PipelineRun(bootstrap, topic, f"{topic}-g")
     if not run.assigned.wait(120):
         raise RuntimeError("pipeline never joined: " + "".join(run.log[-5:]))
-    per_loop = max(1, decodable(paths))
-    n = int(rate * seconds)
-    replay(paths, bootstrap, topic, Decoder(SchemaResolver()), rate=rate,
-           loop=max(1, math.ceil(n / per_loop)), progress=False)
+    return run
+
+
+def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: str) -> dict:
+    """Offered load at ``rate`` for ``seconds`` into a running pipeline; latency per alert from
+    the input's Kafka timestamp to its annotation's (produced once its batch is scored)."""
+    run = joined_pipeline(bootstrap, tag)
+    replay(paths, bootstrap, run.topic, Decoder(SchemaResolver()), rate=rate,
+           loop=loops_for(paths, int(rate * seconds)), progress=False)
     summary = run.finish()
     waits = []
     for m in read_topic(bootstrap, run.annotations):
@@ -146,14 +155,9 @@ def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: 
 def burst(bootstrap: str, paths: list[str], n: int, tag: str) -> dict:
     """``n`` alerts at once into a running pipeline: seconds from the first produce until the
     last annotation, and whether every alert came out (annotated or dead-lettered)."""
-    topic = f"bench.{tag}.{uuid.uuid4().hex[:6]}"
-    ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=2)
-    run = PipelineRun(bootstrap, topic, f"{topic}-g")
-    if not run.assigned.wait(120):
-        raise RuntimeError("pipeline never joined")
+    run = joined_pipeline(bootstrap, tag)
     start = time.time()
-    sent = replay(paths, bootstrap, topic, Decoder(SchemaResolver()),
-                  loop=max(1, math.ceil(n / max(1, decodable(paths)))), progress=False)
+    sent = replay(paths, bootstrap, run.topic, Decoder(SchemaResolver()), loop=loops_for(paths, n), progress=False)
     summary = run.finish()
     return {"alerts": sent, "drained_s": round(summary["last_commit_at"] - start, 2),
             "out": summary["annotated"] + summary["dead_lettered"], "lost": sent - summary["consumed"]}

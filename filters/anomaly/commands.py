@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from filters.base import print_rows
 
@@ -34,7 +35,7 @@ def train(argv: list[str]) -> int:
 def score(argv: list[str]) -> int:
     import numpy as np
 
-    from filters.anomaly.model import load_version, robust_scale
+    from filters.anomaly.model import load_version
     from filters.anomaly.train import load_snad
 
     p = argparse.ArgumentParser(prog="alert-broker score anomaly",
@@ -46,9 +47,9 @@ def score(argv: list[str]) -> int:
     a = p.parse_args(argv)
     from filters.anomaly.filter import ARTIFACTS as PACKAGED
 
-    version, models, _ = load_version(__import__("pathlib").Path(a.model_dir or PACKAGED), a.model_version, "cpu")
+    version, models, _ = load_version(Path(a.model_dir or PACKAGED), a.model_version, "cpu")
     ids, X, _ = load_snad(a.snad_features)
     m = models["ztf"]
-    s = m.score(robust_scale(X, m.median, m.scale))
+    s = m.score(m.scaled(X))
     print_rows([{"oid": str(o), "score": float(v), "model_version": version} for o, v in zip(ids, np.asarray(s))], a.json)
     return 0

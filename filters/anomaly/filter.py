@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from broker.batch import AlertBatch
-from filters.anomaly.model import load_version, robust_scale
+from filters.anomaly.model import load_version
 from filters.base import Filter, FilterContext, FilterResult
 from filters.lightcurve_features import history_features
 
@@ -44,7 +44,7 @@ class AnomalyFilter(Filter):
             if not keep.any():
                 continue
             rows, X = h.rows[keep], h.X[keep]
-            score, contrib = model.score(robust_scale(X, model.median, model.scale), explain=True)
+            score, contrib = model.score(model.scaled(X), explain=True)
             result.score[rows] = score
             for k, i in enumerate(rows):
                 details = result.details[i]

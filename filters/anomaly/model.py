@@ -57,20 +57,28 @@ class SurveyModel:
     def __post_init__(self):
         self._tensors = {}
 
+    def scaled(self, X: np.ndarray) -> np.ndarray:
+        """Raw features in the model's scaled space (what every other method takes)."""
+        return robust_scale(X, self.median, self.scale)
+
     def calibrate(self, Z: np.ndarray) -> None:
         """Rank against the ordinary population ``Z`` (scaled); again after any feedback."""
         self._tensors = {}
         knn, _ = self.knn(Z)
-        self.cal_knn, self.cal_forest = np.sort(knn), np.sort(self.forest.score(Z, self.device))
-        self.cal_combined = np.sort(self.raw(Z))
+        forest = self.forest.score(Z, self.device)
+        self.cal_knn, self.cal_forest = np.sort(knn), np.sort(forest)
+        self.cal_combined = np.sort(self._combine(Z, knn, forest))
 
     def raw(self, Z: np.ndarray, explain: bool = False):
         """The views' ranks among ordinary objects, averaged, times the feedback factor; the
         ranks go on growing past the most unusual ordinary object, so the tail stays ordered."""
         knn, contrib = self.knn(Z, explain)
-        combined = (_tail_rank(self.cal_knn, knn) + _tail_rank(self.cal_forest, self.forest.score(Z, self.device))) / 2
-        combined *= self.feedback_factor(Z, knn)
+        combined = self._combine(Z, knn, self.forest.score(Z, self.device))
         return (combined, contrib) if explain else combined
+
+    def _combine(self, Z: np.ndarray, knn: np.ndarray, forest: np.ndarray) -> np.ndarray:
+        ranks = (_tail_rank(self.cal_knn, knn) + _tail_rank(self.cal_forest, forest)) / 2
+        return ranks * self.feedback_factor(Z, knn)
 
     def score(self, Z: np.ndarray, explain: bool = False):
         """Calibrated scores of scaled rows ``Z``: the fraction of ordinary objects scoring lower
@@ -83,11 +91,11 @@ class SurveyModel:
         """Expert feedback: an alert nearer a not-interesting object than its ordinary neighbours
         is pulled down in proportion; one nearer an interesting object is pushed up (x10 at most)."""
         factor = np.ones(len(Z))
-        for name, sign in (("boring", 1), ("interesting", -1)):
-            if len(getattr(self, name)):
-                near = self._nearest(Z, name)
-                ratio = near / np.maximum(knn, 1e-6)
-                factor *= np.clip(ratio, 0.0, 1.0) if sign > 0 else np.clip(1.0 / np.maximum(ratio, 0.1), 1.0, 10.0)
+        ordinary = np.maximum(knn, 1e-6)
+        if len(self.boring):
+            factor *= np.clip(self._nearest(Z, "boring") / ordinary, 0.0, 1.0)
+        if len(self.interesting):
+            factor *= np.clip(1.0 / np.maximum(self._nearest(Z, "interesting") / ordinary, 0.1), 1.0, 10.0)
         return factor
 
     def _t(self, name: str) -> torch.Tensor:
@@ -96,12 +104,15 @@ class SurveyModel:
                                                   device=self.device)
         return self._tensors[name]
 
+    def _chunks(self, Z: np.ndarray):
+        """``Z`` as float32 tensors on the device, ``CHUNK`` rows at a time."""
+        for s in range(0, len(Z), CHUNK):
+            yield torch.as_tensor(np.asarray(Z[s:s + CHUNK], dtype=np.float32), device=self.device)
+
     def _nearest(self, Z: np.ndarray, name: str) -> np.ndarray:
-        out, other = [], self._t(name)
+        other = self._t(name)
         with torch.no_grad():
-            for s in range(0, len(Z), CHUNK):
-                z = torch.as_tensor(np.asarray(Z[s:s + CHUNK], dtype=np.float32), device=self.device)
-                out.append(torch.cdist(z, other).min(dim=1).values.cpu().numpy())
+            out = [torch.cdist(z, other).min(dim=1).values.cpu().numpy() for z in self._chunks(Z)]
         return np.concatenate(out) if out else np.empty(0)
 
     def knn(self, Z: np.ndarray, explain: bool = False):
@@ -110,8 +121,7 @@ class SurveyModel:
         raws, contribs = [], []
         ref = self._t("reference")
         with torch.no_grad():
-            for s in range(0, len(Z), CHUNK):
-                z = torch.as_tensor(np.asarray(Z[s:s + CHUNK], dtype=np.float32), device=self.device)
+            for z in self._chunks(Z):
                 near, idx = torch.topk(torch.cdist(z, ref), min(self.k, ref.shape[0]), dim=1, largest=False)
                 raws.append(near.mean(dim=1).cpu().numpy())
                 if explain:

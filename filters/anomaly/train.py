@@ -52,8 +52,9 @@ def load_snad(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.array([int(r[1]) for r in body]))
 
 
-def fit_survey(survey: str, seed: int, sizes: dict, log=print) -> tuple[SurveyModel, dict]:
-    """The survey's model and its held-out populations (ordinary test, injected classes)."""
+def fit_survey(survey: str, seed: int, sizes: dict, log=print) -> tuple[SurveyModel, dict, np.ndarray]:
+    """The survey's model, its held-out populations (ordinary test, injected classes) and its
+    scaled calibration population (kept for re-calibrating after feedback)."""
     log(f"[{survey}] simulating the ordinary reference and calibration populations")
     ref = simulated(seed, ORDINARY, sizes["reference"], survey)
     median, scale = fit_scale(ref)
@@ -61,18 +62,20 @@ def fit_survey(survey: str, seed: int, sizes: dict, log=print) -> tuple[SurveyMo
     forest = IsolationForestArrays.fit(Z, trees=300, subsample=256, seed=seed)
     empty = np.empty((0, Z.shape[1]), np.float32)
     model = SurveyModel(snad_feature_names(), median, scale, Z, forest, empty, empty)
-    calibrate(model, survey, seed, sizes)
+    calibration = calibrate(model, survey, seed, sizes)
     log(f"[{survey}] simulating held-out populations (other seeds)")
     held = {"ordinary": simulated(seed + 2, ORDINARY, sizes["test"], survey)}
     for j, kind in enumerate(ANOMALIES):
         held[kind] = simulated(seed + 100 + j, (kind,), sizes["anomaly"], survey)
-    return model, held
+    return model, held, calibration
 
 
-def calibrate(model: SurveyModel, survey: str, seed: int, sizes: dict) -> None:
-    """(Re)calibrate on the survey's ordinary calibration population (seed + 1, deterministic)."""
-    cal = simulated(seed + 1, ORDINARY, sizes["calibration"], survey)
-    model.calibrate(robust_scale(cal, model.median, model.scale))
+def calibrate(model: SurveyModel, survey: str, seed: int, sizes: dict) -> np.ndarray:
+    """(Re)calibrate on the survey's ordinary calibration population (seed + 1, deterministic);
+    returns that population, scaled."""
+    cal = model.scaled(simulated(seed + 1, ORDINARY, sizes["calibration"], survey))
+    model.calibrate(cal)
+    return cal
 
 
 def evaluate(model: SurveyModel, held: dict, log=print) -> dict:
@@ -81,10 +84,10 @@ def evaluate(model: SurveyModel, held: dict, log=print) -> dict:
     from coniferest.isoforest import IsolationForest
     from sklearn.metrics import roc_auc_score
 
-    scale = lambda X: robust_scale(X, model.median, model.scale)  # noqa: E731
     reference = IsolationForest(n_trees=300, n_subsamples=256, random_seed=7).fit(model.reference)
-    ours = {k: model.score(scale(X)) for k, X in held.items()}
-    theirs = {k: -reference.score_samples(scale(X)) for k, X in held.items()}
+    scaled = {k: model.scaled(X) for k, X in held.items()}
+    ours = {k: model.score(Z) for k, Z in scaled.items()}
+    theirs = {k: -reference.score_samples(Z) for k, Z in scaled.items()}
     base = ours["ordinary"]
     rates = {f">={q}": {"expected": round(1 - q, 4), "observed": round(float((base >= q).mean()), 5)} for q in RATES}
     auc = {}
@@ -112,7 +115,7 @@ def feedback_experiment(model: SurveyModel, calibration: np.ndarray, snad_X, sna
     rng = np.random.default_rng(seed)
     labelled = rng.choice(np.flatnonzero(snad_y == 1), n_labels, replace=False)
     rest = np.setdiff1d(np.arange(len(snad_y)), labelled)
-    Z = robust_scale(snad_X, model.median, model.scale)
+    Z = model.scaled(snad_X)
 
     def top_share(m) -> tuple[float, list]:
         top = rest[np.argsort(-m.raw(Z[rest]), kind="stable")[:100]]
@@ -140,7 +143,7 @@ def real_alert_check(models: dict, alerts: list[str]) -> dict:
         keep = in_survey[h.rows]
         row = {"alerts": int(in_survey.sum()), "with_enough_history": int(keep.sum())}
         if keep.any():
-            s = model.score(robust_scale(h.X[keep], model.median, model.scale))
+            s = model.score(model.scaled(h.X[keep]))
             row |= {f"above_{q}": int((s >= q).sum()) for q in RATES}
             row["top"] = [{"object": str(batch.object_id[i]), "score": round(float(v), 4)}
                           for i, v in sorted(zip(h.rows[keep], s), key=lambda iv: -iv[1])[:5]]
@@ -150,7 +153,7 @@ def real_alert_check(models: dict, alerts: list[str]) -> dict:
 
 def top_list(model: SurveyModel, ids, X, y, n: int = 20) -> list[dict]:
     """The ``n`` most unusual SNAD objects with their label and the three features that drove them."""
-    Z = robust_scale(X, model.median, model.scale)
+    Z = model.scaled(X)
     raw, contrib = model.raw(Z, explain=True)
     score = model.score(Z)
     out = []
@@ -170,10 +173,10 @@ def train_anomaly(out_dir: str, snad_csv: str = DEFAULT_SNAD, alerts: list[str] 
     folder = out / "v1"
     folder.mkdir(parents=True, exist_ok=True)
     snad_ids, snad_X, snad_y = load_snad(snad_csv)
-    models, metrics, scores, seeds = {}, {}, {}, {}
+    models, metrics, scores, seeds, calibration = {}, {}, {}, {}, {}
     for k, survey in enumerate(("ztf", "lsst")):
         seeds[survey] = seed + 1000 * k
-        model, held = fit_survey(survey, seeds[survey], sizes, log)
+        model, held, calibration[survey] = fit_survey(survey, seeds[survey], sizes, log)
         if survey == "ztf":  # SNAD artefacts: real ZTF light curves, never in the reference
             held["snad_artefact"] = snad_X[snad_y == 1]
         result = evaluate(model, held, log)
@@ -181,9 +184,7 @@ def train_anomaly(out_dir: str, snad_csv: str = DEFAULT_SNAD, alerts: list[str] 
         model.save(folder / f"{survey}.npz")
         models[survey], metrics[survey] = model, result
     log("feedback: 50 SNAD artefacts marked not interesting, 5 draws")
-    m = models["ztf"]
-    cal = robust_scale(simulated(seeds["ztf"] + 1, ORDINARY, sizes["calibration"], "ztf"), m.median, m.scale)
-    feedback = [feedback_experiment(m, cal, snad_X, snad_y, seed=s) for s in range(5)]
+    feedback = [feedback_experiment(models["ztf"], calibration["ztf"], snad_X, snad_y, seed=s) for s in range(5)]
     meta = {"version": "v1", "parent": None, "surveys": ["ztf", "lsst"], "sizes": sizes, "seeds": seeds,
             "metrics": metrics, "feedback_experiment": feedback,
             "real_alerts": real_alert_check(models, alerts or DEFAULT_ALERTS),
@@ -206,7 +207,7 @@ def apply_feedback(model_dir: str, labels_csv: str, features_csv: str | None, fr
     with open(labels_csv, newline="") as fh:
         labels = {r["oid"]: str(r["interesting"]).strip().lower() in ("yes", "1", "true", "y")
                   for r in csv.DictReader(fh)}
-    ids, X, _ = load_snad(features_csv or labels_csv) if features_csv else _labels_with_features(labels_csv)
+    ids, X, _ = load_snad(features_csv) if features_csv else _labels_with_features(labels_csv)
     index = {str(o): i for i, o in enumerate(ids)}
     missing = [o for o in labels if o not in index]
     if missing:
@@ -215,7 +216,7 @@ def apply_feedback(model_dir: str, labels_csv: str, features_csv: str | None, fr
     for flag, name in ((False, "boring"), (True, "interesting")):
         rows = [index[o] for o, v in labels.items() if v is flag]
         if rows:
-            Z = robust_scale(X[rows], model.median, model.scale)
+            Z = model.scaled(X[rows])
             setattr(model, name, np.vstack([getattr(model, name), Z]))
     calibrate(model, "ztf", meta["seeds"]["ztf"], meta["sizes"])
     target = Path(out_dir or model_dir)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from filters.anomaly.forest import IsolationForestArrays
-from filters.anomaly.model import load_version, robust_scale, versions
+from filters.anomaly.model import load_version, versions
 from filters.anomaly.simulate import ANOMALIES, ORDINARY, population
 from filters.base import FilterContext
 from tests.conftest import shared_or_skip
@@ -75,7 +75,7 @@ def test_feedback_writes_a_new_version_and_the_old_one_stays_pinnable(tiny, tmp_
     _, old, _ = load_version(out, "v1", "cpu")
     _, new, _ = load_version(out, None, "cpu")
     m_old, m_new = old["ztf"], new["ztf"]
-    Z = robust_scale(X[artefacts], m_old.median, m_old.scale)
+    Z = m_old.scaled(X[artefacts])
     assert (m_new.score(Z) < m_old.score(Z)).mean() > 0.8  # the labelled neighbourhood is pulled down
     out_json = subprocess.run([sys.executable, "-m", "broker.tools.cli", "score", "anomaly", "--snad-features",
                                str(shared_or_skip(*SNAD)), "--model-dir", str(out), "--model-version", "v1", "--json"],
