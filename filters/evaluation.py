@@ -48,12 +48,19 @@ def recall_at_fpr(y: np.ndarray, p: np.ndarray, fpr: float = 0.01) -> tuple[floa
     return recall, float(thr[ok[-1]]) if len(ok) else float("inf")
 
 
-def fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict:
-    """Isotonic map from raw scores to calibrated probabilities, as JSON-ready knots."""
+def fit_isotonic(p: np.ndarray, y: np.ndarray, smooth: bool = False) -> dict:
+    """Isotonic map from raw scores to calibrated probabilities, as JSON-ready knots. With
+    ``smooth`` each flat step becomes one knot at its middle, so interpolation rises strictly
+    between steps instead of giving a dozen distinct scores."""
     from sklearn.isotonic import IsotonicRegression
 
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
-    return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    x, v = iso.X_thresholds_, iso.y_thresholds_
+    if smooth and len(x) > 2:
+        starts = np.flatnonzero(np.r_[True, np.diff(v) != 0])
+        ends = np.r_[starts[1:], len(v)] - 1
+        x, v = (x[starts] + x[ends]) / 2, v[starts]
+    return {"x": x.tolist(), "y": v.tolist()}
 
 
 def apply_isotonic(cal: dict, p: np.ndarray) -> np.ndarray:

@@ -36,70 +36,103 @@ class BlsResult:
     periodogram: np.ndarray
 
 
-def period_grid(baseline: float, min_period: float = 0.5, min_transits: int = 3,
-                oversample: float = 2.0, max_periods: int = 20000) -> np.ndarray:
+def period_grid(baseline: float, min_period: float = 0.2, min_transits: int = 3,
+                oversample: float = 1.0, max_periods: int = 400000) -> np.ndarray:
+    """Trial periods from ``min_period`` to ``baseline / min_transits``, spaced in frequency
+    so that the phase drift over the baseline stays below ``1 / oversample`` of a short
+    (half-solar) transit duration. The count grows with the baseline (about 110,000 for a
+    4-year Kepler light curve); ``max_periods`` only guards against absurd inputs."""
     max_period = baseline / min_transits
     if max_period <= min_period:
         return np.array([])
-    freqs = [1.0 / max_period]
-    f_max = 1.0 / min_period
-    while freqs[-1] < f_max:
-        f = freqs[-1]
-        dur = DURATION_FACTORS[0] * SOLAR_DURATION_D * f ** (-1 / 3)
-        freqs.append(f + dur * f / (baseline * oversample))
-    freqs = np.array(freqs)
-    if len(freqs) > max_periods:
-        freqs = np.geomspace(freqs[0], freqs[-1], max_periods)
+    # df = q * f / (B * oversample) with q = duration / period = D0 f^(2/3): integrate in
+    # closed form (f^(1/3) grows linearly with the step number) instead of looping.
+    d0 = DURATION_FACTORS[1] * SOLAR_DURATION_D
+    k = d0 / (3.0 * baseline * oversample)
+    lo, hi = (1.0 / max_period) ** (1 / 3), (1.0 / min_period) ** (1 / 3)
+    n = int(np.ceil((hi - lo) / k)) + 1
+    freqs = np.linspace(lo, hi, min(n, max_periods)) ** 3
     return np.sort(1.0 / freqs)
 
 
-def bls(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.ndarray, n_bins: int = 600,
-        device: str = "cpu", chunk: int = 512) -> BlsResult:
+def _durations(p: torch.Tensor, n_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trial durations (days) and their widths in phase bins, per period: (P, D) each."""
+    factors = torch.as_tensor(DURATION_FACTORS, dtype=p.dtype, device=p.device)
+    durations = torch.minimum(factors[None, :] * SOLAR_DURATION_D * p[:, None] ** (1 / 3), 0.2 * p[:, None])
+    width = torch.clamp(torch.round(durations / p[:, None] * n_bins).long(), min=1)
+    return durations, width
+
+
+def _fold_and_box(tt, w, wy, p, n_bins):
+    """Best box per period for one chunk: power, duration index, start bin, r and s."""
+    n_p, dev = len(p), tt.device
+    # bincount over (period, bin) pairs: ~3x faster than index_add on the CPU, and chunks of
+    # a few dozen periods keep the (chunk x points) index array in cache.
+    idx = (torch.remainder(tt[None, :] / p[:, None], 1.0) * n_bins).long().clamp_(max=n_bins - 1)
+    idx += (torch.arange(n_p, device=dev) * n_bins)[:, None]
+    flat = idx.ravel()
+    wb = torch.bincount(flat, w.expand(n_p, -1).ravel(), n_p * n_bins).view(n_p, n_bins).to(p.dtype)
+    sb = torch.bincount(flat, wy.expand(n_p, -1).ravel(), n_p * n_bins).view(n_p, n_bins).to(p.dtype)
+    # Wrap around so boxes may straddle phase 0; cumulative sums give any box in O(1).
+    cw = torch.nn.functional.pad(torch.cumsum(torch.cat([wb, wb], 1), 1), (1, 0))
+    cs = torch.nn.functional.pad(torch.cumsum(torch.cat([sb, sb], 1), 1), (1, 0))
+    durations, width = _durations(p, n_bins)
+    start = torch.arange(n_bins, device=dev)
+    end = (start[None, None, :] + width[:, :, None]).view(n_p, -1)  # (P, D*B)
+    n_d = width.shape[1]
+    r = torch.gather(cw, 1, end).view(n_p, n_d, n_bins) - cw[:, None, :n_bins]
+    s = torch.gather(cs, 1, end).view(n_p, n_d, n_bins) - cs[:, None, :n_bins]
+    valid = (r > 0) & (r < 1) & (s < 0)  # a dip, not a bump
+    sr = torch.where(valid, s * s / (r * (1 - r)).clamp_min(1e-30), torch.zeros_like(r))
+    pw, arg = sr.view(n_p, -1).max(1)
+    d_idx, b_idx = arg // n_bins, arg % n_bins
+    sel = torch.arange(n_p, device=dev)
+    return pw, durations[sel, d_idx], b_idx, width[sel, d_idx], r[sel, d_idx, b_idx], s[sel, d_idx, b_idx]
+
+
+def bls(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.ndarray, n_bins: int = 300,
+        device: str = "cpu", chunk: int | None = None, dtype: torch.dtype = DTYPE) -> BlsResult:
     """Search ``periods``; ``y`` is relative flux around 1 (dips negative after centring)."""
     dev = torch.device(device)
-    tt = torch.as_tensor(t - t.min(), dtype=DTYPE, device=dev)
-    w = torch.as_tensor(1.0 / np.square(dy), dtype=DTYPE, device=dev)
+    chunk = chunk or (16 if dev.type == "cpu" else 256)
+    t_ref = float(t.min() + t.max()) / 2  # centred times keep float32 phases precise
+    tt = torch.as_tensor(t - t_ref, dtype=dtype, device=dev)
+    w = torch.as_tensor(1.0 / np.square(dy), dtype=dtype, device=dev)
     w = w / w.sum()
-    yy = torch.as_tensor(y, dtype=DTYPE, device=dev)
+    yy = torch.as_tensor(y, dtype=dtype, device=dev)
     yy = yy - (w * yy).sum()
+    wy = w * yy
     best_power = np.full(len(periods), -np.inf)
     best_meta = np.zeros((len(periods), 4))  # duration, start bin, width bins, depth
     for c0 in range(0, len(periods), chunk):
-        p = torch.as_tensor(periods[c0:c0 + chunk], dtype=DTYPE, device=dev)
-        n_p = len(p)
-        phase = torch.remainder(tt[None, :] / p[:, None], 1.0)
-        idx = torch.clamp((phase * n_bins).long(), max=n_bins - 1)
-        offs = idx + torch.arange(n_p, device=dev)[:, None] * n_bins
-        wb = torch.zeros(n_p * n_bins, dtype=DTYPE, device=dev).index_add_(0, offs.ravel(), w.expand(n_p, -1).ravel())
-        sb = torch.zeros(n_p * n_bins, dtype=DTYPE, device=dev).index_add_(0, offs.ravel(), (w * yy).expand(n_p, -1).ravel())
-        wb, sb = wb.view(n_p, n_bins), sb.view(n_p, n_bins)
-        # Wrap around so boxes may straddle phase 0; cumulative sums give any box in O(1).
-        cw = torch.nn.functional.pad(torch.cumsum(torch.cat([wb, wb], 1), 1), (1, 0))
-        cs = torch.nn.functional.pad(torch.cumsum(torch.cat([sb, sb], 1), 1), (1, 0))
-        durations = torch.as_tensor(DURATION_FACTORS, dtype=DTYPE, device=dev)[None, :] * \
-            SOLAR_DURATION_D * p[:, None] ** (1 / 3)
-        durations = torch.minimum(durations, 0.2 * p[:, None])
-        width = torch.clamp(torch.round(durations / p[:, None] * n_bins).long(), min=1)  # (P, D)
-        start = torch.arange(n_bins, device=dev)
-        end = (start[None, None, :] + width[:, :, None]).view(n_p, -1)  # (P, D*B)
-        n_d = width.shape[1]
-        r = (torch.gather(cw, 1, end).view(n_p, n_d, n_bins) - cw[:, None, :n_bins])
-        s = (torch.gather(cs, 1, end).view(n_p, n_d, n_bins) - cs[:, None, :n_bins])
-        valid = (r > 0) & (r < 1) & (s < 0)  # a dip, not a bump
-        sr = torch.where(valid, s * s / (r * (1 - r)).clamp_min(1e-30), torch.zeros_like(r))
-        flat = sr.view(n_p, -1)
-        pw, arg = flat.max(1)
-        d_idx, b_idx = arg // n_bins, arg % n_bins
-        sel = torch.arange(n_p, device=dev)
-        r_best, s_best = r[sel, d_idx, b_idx], s[sel, d_idx, b_idx]
+        p = torch.as_tensor(periods[c0:c0 + chunk], dtype=dtype, device=dev)
+        pw, dur, b_idx, width, r_best, s_best = _fold_and_box(tt, w, wy, p, n_bins)
         depth = -s_best / (r_best * (1 - r_best)).clamp_min(1e-30)
-        best_power[c0:c0 + n_p] = pw.cpu().numpy()
-        best_meta[c0:c0 + n_p] = torch.stack(
-            [durations[sel, d_idx], b_idx.to(DTYPE), width[sel, d_idx].to(DTYPE), depth], 1).cpu().numpy()
+        best_power[c0:c0 + len(p)] = pw.cpu().numpy()
+        best_meta[c0:c0 + len(p)] = torch.stack([dur, b_idx.to(dtype), width.to(dtype), depth], 1).cpu().numpy()
     k = int(np.argmax(best_power))
     duration, b0, wbins, depth = best_meta[k]
     period = float(periods[k])
-    epoch = t.min() + ((b0 + wbins / 2) / n_bins) * period
+    epoch = t_ref + ((b0 + wbins / 2) / n_bins) * period
     pg = best_power
     sde = float((pg[k] - pg.mean()) / pg.std()) if pg.std() > 0 else 0.0
     return BlsResult(period, float(epoch), float(duration), float(depth), float(pg[k]), sde, periods, pg)
+
+
+def refine(t: np.ndarray, y: np.ndarray, dy: np.ndarray, res: BlsResult, device: str = "cpu",
+           n_trials: int = 161, span_steps: float = 3.0) -> BlsResult:
+    """The best period again on a fine local grid (``span_steps`` grid steps either side),
+    in float64 with phase bins a tenth of the duration wide: on a coarse grid a strong signal
+    smears over the baseline, and at SNR ~1,000 a 0.6% period error made odd/even read 19
+    sigma. The periodogram and SDE of the wide search are kept."""
+    periods = res.periods
+    k = int(np.searchsorted(periods, res.period))
+    step = float(np.diff(periods[max(k - 1, 0):k + 2]).mean()) if len(periods) > 2 else res.period * 1e-3
+    fine = res.period + np.linspace(-span_steps, span_steps, n_trials) * step
+    fine = fine[fine > 0]
+    n_bins = int(np.clip(np.ceil(10 * res.period / max(res.duration, 1e-3)), 300, 4000))
+    local = bls(t, y, dy, fine, n_bins=n_bins, device=device, dtype=torch.float64)
+    if local.power < res.power:
+        return res
+    return BlsResult(local.period, local.epoch, local.duration, local.depth, local.power, res.sde,
+                     res.periods, res.periodogram)

@@ -10,6 +10,7 @@ get a null score with the reason.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ import numpy as np
 from broker.batch import DETECTION, FORCED, AlertBatch
 from filters.base import Filter, FilterContext, FilterResult
 from filters.evaluation import apply_isotonic
-from filters.transit.lightcurve import LightCurve, combine, load, prepare
-from filters.transit.search import MIN_POINTS, Candidate, find_candidates, too_little_data
+from filters.transit.lightcurve import LightCurve, combine, prepare
+from filters.transit.readers import LightCurveError, load
+from filters.transit.search import MIN_POINTS, VETOED_SCORE_CAP, Candidate, find_candidates, too_little_data, vet
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -37,10 +39,14 @@ class TransitScorer:
         self.threshold = float(metrics["threshold_calibrated"])
 
     def probabilities(self, cands: list[Candidate]) -> np.ndarray:
+        """Calibrated CNN probabilities, capped at ``VETOED_SCORE_CAP`` for candidates that
+        fail vetting (an eclipsing binary's tell outweighs what the network saw)."""
         from filters.transit.model import predict_logits, to_arrays
 
         raw = predict_logits(self.model, *to_arrays(cands), device=self.device)
-        return apply_isotonic(self.calibration, raw)
+        probs = apply_isotonic(self.calibration, raw)
+        vetoed = np.array([bool(vet(c)) for c in cands], bool)
+        return np.where(vetoed, np.minimum(probs, VETOED_SCORE_CAP), probs)
 
     def search(self, lc: LightCurve, max_candidates: int = 3) -> tuple[list[Candidate], str | None]:
         clean = prepare(lc)
@@ -54,7 +60,18 @@ class TransitScorer:
 def candidate_details(c: Candidate) -> dict:
     return {"period_days": c.period, "epoch": c.epoch, "depth": c.depth,
             "duration_hours": c.duration * 24, "n_transits": float(c.n_transits),
-            "points_in_transit": float(c.points_in_transit), "snr": c.snr}
+            "points_in_transit": float(c.points_in_transit), "snr": c.snr,
+            "vetting": "+".join(vet(c)) or "pass"}
+
+
+def reported(cands: list[Candidate], probs: np.ndarray, threshold: float = 0.5) -> int:
+    """Which candidate an alert or file reports: the strongest signal (highest SNR) among those
+    scoring at least ``threshold``, else the best-scoring one. Candidates come strongest
+    first, so a star's obvious planet is not displaced by a weaker, slightly higher score."""
+    good = [k for k in range(len(cands)) if probs[k] >= threshold]
+    if good:
+        return max(good, key=lambda k: cands[k].snr)
+    return int(np.argmax(probs))
 
 
 def alert_light_curve(batch: AlertBatch, i: int) -> tuple[LightCurve, str]:
@@ -112,33 +129,48 @@ class TransitFilter(Filter):
             probs = self.scorer.probabilities(cands)
             for i in set(owners):
                 mine = [k for k, o in enumerate(owners) if o == i]
-                best = max(mine, key=lambda k: probs[k])
+                best = mine[reported([cands[k] for k in mine], probs[mine])]
                 result.score[i] = float(probs[best])
                 result.details[i].update(candidate_details(cands[best]))
                 result.details[i]["candidates"] = float(len(mine))
         return result
 
 
+def _read(paths: list[str]) -> tuple[list[tuple[str, LightCurve]], list[dict]]:
+    curves, failed = [], []
+    for p in paths:
+        try:
+            curves.append((p, load(p)))
+        except LightCurveError as exc:
+            failed.append({"file": p, "score": None, "reason": f"unreadable: {exc}"})
+    return curves, failed
+
+
 def score_files(paths: list[str], combine_files: bool = False, model_dir: Path | None = None,
                 device: str = "cpu", plot_dir: str | None = None) -> list[dict]:
-    """``alert-broker score transit``: one result per light curve (or one for --combine)."""
+    """``alert-broker score transit``: one result per light curve (or one for --combine); a
+    file that cannot be read gets a row saying why, not a traceback."""
     scorer = TransitScorer(model_dir, device)
-    curves = [load(p) for p in paths]
-    groups = [("+".join(paths), combine(curves))] if combine_files else list(zip(paths, curves))
-    out = []
+    curves, out = _read(paths)
+    if combine_files and curves:
+        groups = [("+".join(p for p, _ in curves), combine([lc for _, lc in curves]))]
+    else:
+        groups = curves
     for name, lc in groups:
+        t0 = time.perf_counter()
         cands, reason = scorer.search(lc)
         row: dict = {"file": name}
         if reason:
             row.update(score=None, reason=reason)
         else:
             probs = scorer.probabilities(cands)
-            k = int(np.argmax(probs))
+            k = reported(cands, probs)
             c = cands[k]
             row.update(score=float(probs[k]), period_days=c.period, epoch=c.epoch, depth=c.depth,
-                       duration_hours=c.duration * 24, n_transits=c.n_transits,
-                       above_threshold=bool(probs[k] >= scorer.threshold),
-                       candidates=[{"period_days": x.period, "score": float(p)} for x, p in zip(cands, probs)])
+                       duration_hours=c.duration * 24, n_transits=c.n_transits, snr=c.snr,
+                       vetting="+".join(vet(c)) or "pass", above_threshold=bool(probs[k] >= scorer.threshold),
+                       candidates=[{"period_days": x.period, "score": float(p), "snr": x.snr,
+                                    "vetting": "+".join(vet(x)) or "pass"} for x, p in zip(cands, probs)])
             if plot_dir:
                 from filters.transit.plot import plot_candidate
 
@@ -146,5 +178,7 @@ def score_files(paths: list[str], combine_files: bool = False, model_dir: Path |
                 verdict = "transit" if probs[k] >= scorer.threshold else "no transit"
                 safe = Path(name.split("+")[0]).stem
                 plot_candidate(c, f"{safe}: {verdict} (score {probs[k]:.3f})", Path(plot_dir) / f"{safe}.png")
+        row["points"] = len(lc)
+        row["seconds"] = round(time.perf_counter() - t0, 2)
         out.append(row)
     return out

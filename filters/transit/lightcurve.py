@@ -1,9 +1,8 @@
-"""Light curves in, clean relative flux out: loading (CSV, Kepler/K2/TESS FITS, alerts),
-detrending and clipping, before the transit search."""
+"""Light curves in, clean relative flux out: normalising, detrending, clipping, measuring
+the noise and pre-whitening, before the transit search (files are read in ``readers``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -21,57 +20,6 @@ class LightCurve:
     def sorted(self) -> "LightCurve":
         order = np.argsort(self.time, kind="stable")
         return LightCurve(self.time[order], self.flux[order], self.flux_err[order], self.name)
-
-
-def _csv(path: Path) -> LightCurve:
-    """Two or more columns: time, flux[, flux_err]; a header row is optional."""
-    import csv
-
-    with path.open() as fh:
-        rows = [r for r in csv.reader(fh) if r and not r[0].lstrip().startswith("#")]
-    header = None
-    try:
-        float(rows[0][0])
-    except ValueError:
-        header = [h.strip().lower() for h in rows[0]]
-        rows = rows[1:]
-    data = np.array([[float(v) if v.strip() not in ("", "nan") else np.nan for v in r] for r in rows])
-    t_col, f_col, e_col = 0, 1, 2 if data.shape[1] > 2 else None
-    if header:
-        def find(*names):
-            return next((header.index(n) for n in names if n in header), None)
-        t_col = find("time", "t", "bjd", "btjd", "bkjd", "mjd", "jd") or 0
-        f_col = find("pdcsap_flux", "flux", "sap_flux", "f", "relflux")
-        f_col = 1 if f_col is None else f_col
-        e_col = find("pdcsap_flux_err", "flux_err", "sap_flux_err", "err", "error")
-    err = data[:, e_col] if e_col is not None else np.full(len(data), np.nan)
-    return LightCurve(data[:, t_col], data[:, f_col], err, path.name)
-
-
-def _fits(path: Path) -> LightCurve:
-    """Kepler/K2/TESS light-curve files: the LIGHTCURVE extension, PDCSAP flux preferred."""
-    from astropy.io import fits
-
-    with fits.open(path) as hdul:
-        hdu = hdul["LIGHTCURVE"] if "LIGHTCURVE" in hdul else hdul[1]
-        cols = [c.upper() for c in hdu.columns.names]
-        data = hdu.data
-        flux_name = next(n for n in ("PDCSAP_FLUX", "SAP_FLUX", "FLUX") if n in cols)
-        err_name = flux_name + "_ERR" if flux_name + "_ERR" in cols else None
-        t = np.asarray(data["TIME"], float)
-        f = np.asarray(data[flux_name], float)
-        e = np.asarray(data[err_name], float) if err_name else np.full(len(t), np.nan)
-        if "QUALITY" in cols:
-            bad = np.asarray(data["QUALITY"]) != 0
-            f = np.where(bad, np.nan, f)
-    return LightCurve(t, f, e, path.name)
-
-
-def load(path: str | Path) -> LightCurve:
-    path = Path(path)
-    if path.suffix.lower() in (".fits", ".fit", ".fz") or path.name.endswith(".fits.gz"):
-        return _fits(path)
-    return _csv(path)
 
 
 def combine(curves: list[LightCurve]) -> LightCurve:
@@ -103,7 +51,7 @@ def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
     points: a window holding a handful of points follows each point (the median of one point
     divides it by itself) and so shrinks the noise and eats dips. Counting points, not the
     median spacing, matters for surveys that revisit a field several times a night. Errors
-    missing from the file are estimated from the scatter."""
+    come from the light curve's own scatter (:func:`segment_noise`)."""
     lc = normalise(lc)
     t, f = lc.time, lc.flux
     if len(t) < 5:
@@ -121,11 +69,41 @@ def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
     resid = rel - 1
     mad = robust_std(resid)
     keep = resid < clip_sigma * mad if mad > 0 else np.ones(len(t), bool)
-    err = lc.flux_err / trend
-    if not np.isfinite(err).any() or np.nanmedian(err) <= 0:
-        err = np.full(len(t), mad if mad > 0 else 1e-3)
-    err = np.where(np.isfinite(err) & (err > 0), err, np.nanmedian(err))
-    return LightCurve(t[keep], rel[keep], err[keep], lc.name)
+    err = segment_noise(t[keep], resid[keep], lc.flux_err[keep] / trend[keep])
+    return LightCurve(t[keep], rel[keep], err, lc.name)
+
+
+def segments(t: np.ndarray, min_gap_days: float = 0.5, gap_cadences: float = 20.0) -> np.ndarray:
+    """Segment number of each (sorted) time: a new segment starts after a gap longer than
+    ``min_gap_days`` and ``gap_cadences`` typical cadences (a Kepler quarter, a TESS orbit,
+    a survey season)."""
+    if len(t) < 2:
+        return np.zeros(len(t), int)
+    dt = np.diff(t)
+    gap = max(min_gap_days, gap_cadences * float(np.median(dt)))
+    return np.concatenate([[0], np.cumsum(dt > gap)])
+
+
+def segment_noise(t: np.ndarray, resid: np.ndarray, file_err: np.ndarray, min_points: int = 30) -> np.ndarray:
+    """Per-point errors from the light curve's own scatter: the robust standard deviation of
+    the detrended flux in each segment (the whole light curve where a segment is short). A
+    file's error bars keep only their shape within a segment (fainter cadences stay noisier):
+    in K2 files the real scatter is 2.5-18x the quoted one, and trusting them inflated SNR and
+    the odd/even and secondary significances."""
+    seg = segments(t)
+    overall = robust_std(resid) or float(np.nanstd(resid)) or 1e-3
+    err = np.empty(len(t))
+    has_err = np.isfinite(file_err) & (file_err > 0)
+    for s in np.unique(seg):
+        m = seg == s
+        noise = robust_std(resid[m]) if m.sum() >= min_points else overall
+        noise = noise if noise > 0 else overall
+        shape = np.ones(m.sum())
+        if has_err[m].sum() >= min_points // 2:
+            e = np.where(has_err[m], file_err[m], np.nan)
+            shape = np.nan_to_num(e / np.nanmedian(e), nan=1.0).clip(0.2, 5.0)
+        err[m] = noise * shape
+    return err
 
 
 def significant_sinusoids(lc: LightCurve, max_terms: int = 3, false_alarm: float = 1e-3):

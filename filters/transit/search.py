@@ -4,7 +4,13 @@ For each candidate: BLS period, epoch, duration and depth; the number of transit
 data; odd/even depth difference and secondary-eclipse significance (eclipsing-binary tells);
 then the AstroNet-style views: a global view of the whole folded orbit and a local view
 around the dip, binned and scaled so the box depth is -1. After a candidate is found its
-in-transit points are masked and the search runs again (stars host several planets).
+in-transit points are masked and the search runs again (stars host several planets); a
+period that repeats an earlier one (the same, a harmonic, or a simple ratio: what an
+eclipsing binary's leftovers and secondary eclipses give) is not a new candidate.
+
+Vetting (:func:`vet`) names the eclipsing-binary tells that rule a candidate out whatever
+the network says: a significant secondary eclipse, odd and even transits of different depth,
+or a depth no planet can give.
 """
 from __future__ import annotations
 
@@ -12,15 +18,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from filters.transit.bls import BlsResult, bls, period_grid
-from filters.transit.lightcurve import LightCurve
+from filters.transit.bls import SOLAR_DURATION_D, BlsResult, bls, period_grid, refine
+from filters.transit.lightcurve import LightCurve, robust_std
 
 GLOBAL_BINS = 201
 LOCAL_BINS = 61
 LOCAL_HALF_WIDTH = 2.5  # local view spans +-2.5 durations
-SCALAR_NAMES = ("log_snr", "log_depth", "log_duration_over_period", "log_period", "n_transits",
+SCALAR_NAMES = ("log_snr", "log_depth", "log_duration_over_period", "log_period", "log_n_transits",
                 "odd_even_sigma", "secondary_sigma", "sde", "log_points_in_transit", "global_coverage",
-                "max_single_event_share")
+                "max_single_event_share", "odd_even_relative", "secondary_relative", "log_duration_over_solar")
+# Vetting thresholds: significances against the measured noise, and sizes relative to the
+# primary depth, so that neither fires on a planet because its SNR is huge (a hot Jupiter's
+# occultation is <= 4% of its transit depth; its odd and even transits agree).
+VET_SIGMA = 5.0
+VET_SECONDARY_RELATIVE = 0.06
+VET_ODD_EVEN_RELATIVE = 0.12
+VET_MAX_DEPTH = 0.3  # a companion blocking more than 30% of the star is a star
+VETOED_SCORE_CAP = 0.05
+MAX_SEARCHES = 5  # searches per light curve, repeats included (each costs a full BLS)
 MIN_POINTS = 100
 MIN_BASELINE_D = 3.0
 
@@ -42,16 +57,42 @@ class Candidate:
     # planet, near 1 when one outlier or one systematic dip makes the "periodic" signal
     # (Kepler's single- vs multiple-event statistic check).
     max_single_event_share: float
+    odd_even_relative: float  # |depth odd - depth even| / depth
+    secondary_relative: float  # depth at phase 0.5 / depth
     global_view: np.ndarray = field(repr=False)
     local_view: np.ndarray = field(repr=False)
 
     def scalars(self) -> np.ndarray:
         return np.array([
             np.log10(max(self.snr, 1e-3)), np.log10(max(self.depth, 1e-7)),
-            np.log10(self.duration / self.period), np.log10(self.period), min(self.n_transits, 50) / 10,
+            np.log10(self.duration / self.period), np.log10(self.period), np.log10(max(self.n_transits, 1)),
             min(self.odd_even_sigma, 20) / 5, np.clip(self.secondary_sigma, -20, 20) / 5, min(self.sde, 100) / 10,
             np.log10(max(self.points_in_transit, 1)), self.global_coverage, self.max_single_event_share,
+            min(self.odd_even_relative, 2.0), np.clip(self.secondary_relative, -1.0, 2.0),
+            np.log10(self.duration / (SOLAR_DURATION_D * self.period ** (1 / 3))),
         ], dtype=np.float32)
+
+
+def vet(c: Candidate) -> list[str]:
+    """The eclipsing-binary tests this candidate fails (empty: it passes)."""
+    fired = []
+    if c.secondary_sigma > VET_SIGMA and c.secondary_relative > VET_SECONDARY_RELATIVE:
+        fired.append("secondary_eclipse")
+    if c.odd_even_sigma > VET_SIGMA and c.odd_even_relative > VET_ODD_EVEN_RELATIVE:
+        fired.append("odd_even_depths")
+    if c.depth > VET_MAX_DEPTH:
+        fired.append("too_deep_for_a_planet")
+    return fired
+
+
+def same_signal(p1: float, p2: float, tol: float = 0.005) -> bool:
+    """Whether two periods are one signal: equal, or in a ratio of small integers (1/2, 2/3,
+    3 ...), within ``tol``."""
+    for a in range(1, 5):
+        for b in range(1, 5):
+            if abs(p1 * a - p2 * b) <= tol * p2 * b:
+                return True
+    return False
 
 
 def too_little_data(lc: LightCurve) -> str | None:
@@ -106,6 +147,26 @@ def _max_single_event_share(y, w, in_tr, epoch_no, outside_level) -> float:
     return float(ses2.max() / total) if total > 0 else 1.0
 
 
+def red_noise_factor(y, w, ph, q: float, outside_level: float, min_boxes: int = 8) -> float:
+    """How much more box depths scatter than their formal errors say: the robust spread of
+    (deficit / error) over boxes of the transit's width at phases away from the transit and
+    from phase 0.5, at least 1. Correlated noise and systematics make single boxes dip more
+    than white noise would, and the SNR and the odd/even and secondary significances are
+    divided by this factor so that they do not read 5 sigma on a K2 thruster sawtooth."""
+    n_boxes = int(np.floor(1.0 / q))
+    if n_boxes < min_boxes + 4:
+        return 1.0
+    idx = np.clip(((ph + 0.5) / (1.0 / n_boxes)).astype(int), 0, n_boxes - 1)
+    wsum = np.bincount(idx, w, n_boxes)
+    centre = (np.arange(n_boxes) + 0.5) / n_boxes - 0.5
+    away = (np.abs(centre) > 1.5 * q) & (np.abs(np.abs(centre) - 0.5) > 1.5 * q) & (wsum > 0)
+    if away.sum() < min_boxes:
+        return 1.0
+    mean = np.bincount(idx, w * y, n_boxes)[away] / wsum[away]
+    z = (outside_level - mean) * np.sqrt(wsum[away])
+    return max(1.0, robust_std(z))
+
+
 def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     t, y = lc.time, lc.flux - 1.0
     w = 1.0 / np.square(lc.flux_err)
@@ -126,30 +187,37 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     sec_mask = np.abs((np.abs(ph) - 0.5) * P) < dur / 2
     d_sec, e_sec = _box_depth(y[~in_tr], w[~in_tr], sec_mask[~in_tr])
     sec = d_sec / e_sec if np.isfinite(e_sec) and e_sec > 0 else 0.0
+    red = red_noise_factor(y, w, ph, dur / P, outside)
+    snr, oe, sec = snr / red, oe / red, sec / red
     scale = max(depth, 1e-6)
+    oe_rel = abs(d_odd - d_even) / scale if np.isfinite(e_odd + e_even) else 0.0
     gv, coverage = _binned(ph, y, -0.5, 0.5, GLOBAL_BINS)
     half = LOCAL_HALF_WIDTH * dur / P
     lv, _ = _binned(ph, y, -half, half, LOCAL_BINS)
     return Candidate(P, T0, dur, depth, float(snr), res.sde, int(n_transits), float(oe), float(sec),
-                     int(in_tr.sum()), float(coverage), single, (gv / scale).astype(np.float32),
+                     int(in_tr.sum()), float(coverage), single, float(oe_rel), float(d_sec / scale),
+                     (gv / scale).astype(np.float32),
                      (lv / scale).astype(np.float32))
 
 
 def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu",
-                    oversample: float = 1.0, n_bins: int = 300) -> list[Candidate]:
-    """The best few box-shaped periodic dips, each found after masking the previous ones."""
+                    oversample: float = 1.0, n_bins: int = 300, max_searches: int = MAX_SEARCHES) -> list[Candidate]:
+    """The best few box-shaped periodic dips, strongest first, each a different signal: found
+    after masking the earlier ones (1.5 durations either side of each transit), refined on a
+    fine period grid, and skipped when its period repeats an earlier candidate's."""
     baseline = float(lc.time.max() - lc.time.min())
     periods = period_grid(baseline, oversample=oversample)
     out: list[Candidate] = []
     cur = lc
-    for _ in range(max_candidates):
-        if len(cur) < MIN_POINTS or not len(periods):
+    for _ in range(max_searches):
+        if len(out) >= max_candidates or len(cur) < MIN_POINTS or not len(periods):
             break
         res = bls(cur.time, cur.flux, cur.flux_err, periods, n_bins=n_bins, device=device)
         if not np.isfinite(res.power) or res.power <= 0:
             break
-        cand = describe(cur, res)
-        out.append(cand)
-        keep = np.abs(_phase(cur.time, res.period, res.epoch) * res.period) > res.duration
+        res = refine(cur.time, cur.flux, cur.flux_err, res, device=device)
+        if not any(same_signal(res.period, c.period) for c in out):
+            out.append(describe(cur, res))
+        keep = np.abs(_phase(cur.time, res.period, res.epoch) * res.period) > 1.5 * res.duration
         cur = LightCurve(cur.time[keep], cur.flux[keep], cur.flux_err[keep], cur.name)
     return out

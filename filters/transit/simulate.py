@@ -6,11 +6,14 @@ a year with a seasonal gap). Noise: white (per-point scatter drawn log-uniformly
 noise (slow random walk and stellar variability) and, for K2, the 6-hour thruster sawtooth.
 
 Positives: physical transits from ``batman`` (quadratic limb darkening, Sun-like stellar
-density, random impact parameter), depth set from a target signal-to-noise
-``SNR = depth / sigma * sqrt(N_in_transit)`` drawn log-uniformly in [3, 100].
-Hard negatives: eclipsing binaries (deep, V-shaped or grazing, with secondary eclipses),
-sinusoidal and irregular variables, flares, single-point outliers and step systematics, and
-pure noise.
+density, random impact parameter, some grazing and V-shaped), periods from 0.2 d, depth set
+from a target signal-to-noise ``SNR = depth / sigma * sqrt(N_in_transit)``: 70% drawn
+log-uniformly in [3, 100], 30% in [100, 10,000] (real hot Jupiters reach SNR 1,000-10,000 in
+Kepler data, and a network that never saw one calls it an eclipsing binary).
+Hard negatives: eclipsing binaries (deep, V-shaped or grazing, with and without secondary
+eclipses), ellipsoidal and heartbeat binaries, pulsators (delta Scuti-like multi-mode and
+RR Lyrae-like sawtooth), spotted rotators with evolving spots, sinusoidal variables, flares,
+single-point outliers and step systematics, and pure noise.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ import numpy as np
 
 from filters.transit.lightcurve import LightCurve, detrend, robust_std
 
-NEGATIVE_KINDS = ("eclipsing_binary", "sinusoidal", "flares", "systematics", "noise")
+NEGATIVE_KINDS = ("eclipsing_binary", "eclipsing_binary", "ellipsoidal", "heartbeat", "pulsator", "spotted_rotator",
+                  "sinusoidal", "flares", "systematics", "noise")
+MIN_PERIOD_D = 0.2
 
 
 @dataclass
@@ -78,6 +83,38 @@ def _red_noise(rng, t, sigma, cadence):
     return out
 
 
+def _stellar_variable(rng, kind: str, t: np.ndarray, base: float, sigma: float) -> np.ndarray:
+    """Relative flux of a variable star that is no planet host but can fool a box search."""
+    low = max(3 * sigma, 2e-4)
+    amp = float(np.exp(rng.uniform(np.log(low), np.log(max(0.05, 3 * low)))))
+    t0 = rng.uniform(0, 10)
+    if kind == "ellipsoidal":  # tidally distorted star: two minima an orbit, often unequal
+        period = float(np.exp(rng.uniform(np.log(0.3), np.log(min(10.0, base / 3)))))
+        ph = 2 * np.pi * (t - t0) / period
+        return 1 - amp * np.cos(2 * ph) - rng.uniform(0, 0.3) * amp * np.cos(ph) + rng.uniform(0, 0.2) * amp * np.sin(ph)
+    if kind == "heartbeat":  # eccentric binary: a brief brightening and/or dip at periastron
+        period = float(np.exp(rng.uniform(np.log(1.0), np.log(max(base / 3, 1.5)))))
+        width = period * rng.uniform(0.01, 0.08)
+        x = (np.remainder(t - t0 + period / 2, period) - period / 2) / width
+        shape = np.exp(-0.5 * x * x) * (1 - rng.uniform(-2.5, 2.5) * x)
+        return 1 + rng.choice([-1.0, 1.0]) * amp * shape
+    if kind == "pulsator":
+        if rng.random() < 0.4:  # RR Lyrae-like: large, non-sinusoidal, fast rise
+            period = rng.uniform(0.3, 0.9)
+            ph = np.remainder((t - t0) / period, 1.0)
+            saw = np.where(ph < 0.15, ph / 0.15, 1 - (ph - 0.15) / 0.85)
+            return 1 + rng.uniform(0.1, 0.6) * (saw - 0.5)
+        out = np.ones_like(t)  # delta Scuti-like: several short-period modes
+        for _ in range(int(rng.integers(2, 7))):
+            out += amp * rng.uniform(0.1, 1) * np.sin(2 * np.pi * t / rng.uniform(0.02, 0.3) + rng.uniform(0, 6.3))
+        return out
+    # spotted rotator: spots grow and decay, so the modulation changes from one turn to the next
+    period = rng.uniform(0.3, 20)
+    envelope = 1 + 0.6 * np.sin(2 * np.pi * t / rng.uniform(5, 60) + rng.uniform(0, 6.3))
+    drift = rng.uniform(-0.05, 0.05) * t
+    return 1 - amp * envelope * (np.sin(2 * np.pi * t / period + drift) + 0.4 * np.sin(4 * np.pi * t / period + 2 * drift))
+
+
 def _measured_noise(t, flux, sigma) -> float:
     return robust_std(detrend(LightCurve(t, flux, np.full(len(t), sigma))).flux - 1) or sigma
 
@@ -97,14 +134,17 @@ def simulate_one(rng: np.random.Generator, positive: bool,
     white = rng.normal(0, sigma, len(t))
     sim = Simulated(None, int(positive), "planet" if positive else str(rng.choice(NEGATIVE_KINDS)), str(cadence))
     if positive:
-        period = float(np.exp(rng.uniform(np.log(0.6), np.log(base / 3))))
-        a = 4.2 * period ** (2 / 3) * rng.uniform(0.7, 1.4)
+        period = float(np.exp(rng.uniform(np.log(MIN_PERIOD_D), np.log(base / 3))))
+        a = max(4.2 * period ** (2 / 3) * rng.uniform(0.7, 1.4), 1.5)
         b = rng.uniform(0, 0.9)
         dur = period / (np.pi * a) * np.sqrt(max(1 - b * b, 0.05))
         n_in = max(len(t) * dur / period, 1.0)
-        snr = float(np.exp(rng.uniform(np.log(3), np.log(100))))
+        lo, hi = (3, 100) if rng.random() < 0.7 else (100, 10000)
+        snr = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         depth = snr * sigma / np.sqrt(n_in)
         rp = float(np.clip(np.sqrt(depth / 0.85), 0.003, 0.3))
+        if rng.random() < 0.15:  # grazing: V-shaped, shallower than rp^2
+            b = rng.uniform(1 - rp, 1 + 0.5 * rp)
         t0 = rng.uniform(0, period)
         model = _transit(rng, t, period, rp, a, b, t0)
         true_depth = 1 - model.min()
@@ -116,14 +156,17 @@ def simulate_one(rng: np.random.Generator, positive: bool,
         sim.transits_observed = int(len(np.unique(np.round((t[dipped] - t0) / period))))
         flux *= model
     elif sim.kind == "eclipsing_binary":
-        period = float(np.exp(rng.uniform(np.log(0.4), np.log(base / 2))))
+        period = float(np.exp(rng.uniform(np.log(MIN_PERIOD_D), np.log(base / 2))))
         a = 4.2 * period ** (2 / 3) * rng.uniform(0.5, 1.5)
         rp = rng.uniform(0.1, 0.5)
         b = rng.uniform(0, 1 + 0.8 * rp)  # up to grazing: V-shaped
         t0 = rng.uniform(0, period)
         primary = _transit(rng, t, period, rp, a, b, t0)
         secondary = _transit(rng, t, period, rp, a, b, t0 + period / 2)
-        flux *= primary * (1 - rng.uniform(0.05, 0.8) * (1 - secondary))
+        ratio = 0.0 if rng.random() < 0.3 else rng.uniform(0.03, 0.9)  # some show no secondary
+        flux *= primary * (1 - ratio * (1 - secondary))
+    elif sim.kind in ("ellipsoidal", "heartbeat", "pulsator", "spotted_rotator"):
+        flux *= _stellar_variable(rng, sim.kind, t, base, sigma)
     elif sim.kind == "sinusoidal":
         amp = float(np.exp(rng.uniform(np.log(sigma), np.log(0.05))))
         p = rng.uniform(0.1, 20)

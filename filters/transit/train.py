@@ -12,7 +12,7 @@ import torch
 
 from filters.transit.lightcurve import prepare
 from filters.transit.model import TransitCNN, TransitEnsemble, predict_logits, to_arrays
-from filters.transit.search import find_candidates, too_little_data
+from filters.transit.search import find_candidates, too_little_data, vet
 from filters.transit.simulate import DEFAULT_CADENCE_WEIGHTS, simulate
 
 
@@ -26,7 +26,10 @@ def period_matches(found: float, true: float, tol: float = 0.01) -> bool:
 
 
 # Per light curve, besides its best candidate (see _featurize).
-COLUMNS = ("injected", "label", "snr", "snr_expected", "snr_white", "transits_observed", "kind", "cadence", "depth")
+COLUMNS = ("injected", "label", "snr", "snr_expected", "snr_white", "transits_observed", "kind", "cadence", "depth",
+           "vetoed")
+VETOED_RAW = -20.0  # a vetoed candidate's logit in evaluation: below any threshold, as in the filter
+SNR_BINS = [3, 5, 7, 10, 15, 25, 50, 100, 300, 1000, 10000]
 
 
 def _featurize(args):
@@ -45,7 +48,7 @@ def _featurize(args):
             "label": int(bool(sim.label and period_matches(c.period, sim.period))),  # found where injected
             "snr": sim.snr_observed, "snr_expected": sim.snr_measured, "snr_white": sim.snr,
             "transits_observed": sim.transits_observed, "kind": sim.kind, "cadence": sim.cadence,
-            "depth": c.depth})
+            "depth": c.depth, "vetoed": int(bool(vet(c)))})
     return rows
 
 
@@ -109,11 +112,13 @@ def fit_ensemble(data: dict, members: int, epochs: int, seed: int, log=print) ->
 
 
 def evaluate(model, data: dict, calibration: dict) -> dict:
-    from sklearn.metrics import average_precision_score
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     from filters.evaluation import apply_isotonic, bootstrap_ci, recall_at_fpr, roc_auc_ci
 
-    raw = predict_logits(model, data["global"], data["local"], data["scalars"])
+    cnn = predict_logits(model, data["global"], data["local"], data["scalars"])
+    # What the filter reports: vetted-out candidates (secondary eclipse, odd/even, depth) sink.
+    raw = np.where(data["vetoed"] == 1, VETOED_RAW, cnn)
     p = apply_isotonic(calibration, raw)
     y = data["injected"]  # truth: was a planet injected (missed searches count as misses)
     auc, lo, hi = roc_auc_ci(y, raw, n_boot=300)
@@ -128,7 +133,7 @@ def evaluate(model, data: dict, calibration: dict) -> dict:
         "expected_white_noise": (y == 0) | (data["snr_white"] >= 10)}.items()}
     # The 1%-FPR point rests on ~10 negatives: its sampling error is worth stating.
     _, rec10_lo, rec10_hi = bootstrap_ci(y[strong], raw[strong], lambda a, b: recall_at_fpr(a, b, 0.01)[0], n_boot=300)
-    bins = [3, 5, 7, 10, 15, 25, 50, 100]
+    bins = SNR_BINS
     pos = y == 1
     by_snr = []
     for a, b in zip(bins[:-1], bins[1:]):
@@ -143,7 +148,15 @@ def evaluate(model, data: dict, calibration: dict) -> dict:
             "recall_at_global_threshold_snr_ge_10": float((raw[strong_cad & pos] >= thr).mean()) if (strong_cad & pos).any() else None,
             "fpr_at_global_threshold": float((raw[sel & ~pos] >= thr).mean()) if (sel & ~pos).any() else None,
         }
-    return {"n": int(len(y)), "n_injected": int(pos.sum()), "auc": auc, "auc_ci95": [lo, hi],
+    by_kind = {}
+    for kind in np.unique(data["kind"]):
+        sel = data["kind"] == kind
+        by_kind[str(kind)] = {"n": int(sel.sum()), "above_threshold": float((raw[sel] >= thr).mean()),
+                              "score_ge_0.5": float((p[sel] >= 0.5).mean()), "vetoed": float(data["vetoed"][sel].mean())}
+    snr100 = (y == 0) | (data["snr"] >= 100)
+    return {"n": int(len(y)), "n_injected": int(pos.sum()), "auc": auc, "auc_ci95": [lo, hi], "by_kind": by_kind,
+            "recall_at_1pct_fpr_snr_ge_100": recall_at_fpr(y[snr100], raw[snr100], 0.01)[0],
+            "cnn_auc_without_vetting": float(roc_auc_score(y, cnn)),
             "by_cadence": by_cadence,
             "pr_auc": float(average_precision_score(y, p)), "recall_at_1pct_fpr": rec,
             "recall_at_1pct_fpr_snr_ge_10": rec10["observed"], "recall_at_1pct_fpr_snr_ge_10_ci95": [rec10_lo, rec10_hi],
@@ -174,7 +187,8 @@ def train_transit(out_dir: str, n_train: int = 4000, n_test: int = 1500, epochs:
         f"light curves in {time.time() - t0:.0f}s")
     model = fit_ensemble(train, members, epochs=epochs, seed=seed, log=log)
     raw_valid = predict_logits(model, valid["global"], valid["local"], valid["scalars"])
-    calibration = fit_isotonic(raw_valid, valid["injected"])
+    raw_valid = np.where(valid["vetoed"] == 1, VETOED_RAW, raw_valid)
+    calibration = fit_isotonic(raw_valid, valid["injected"], smooth=True)
     metrics = evaluate(model, test, calibration)
     ev = {k: metrics.pop(k) for k in ("raw", "calibrated")}
     metrics.update(n_train=int(len(train["label"])), epochs=epochs, seed=seed, test_seed=seed + 2, members=members,

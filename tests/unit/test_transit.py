@@ -9,7 +9,8 @@ import pytest
 
 from broker.batch import FORCED, AlertBatch, NormalisedAlert
 from filters.transit.bls import bls, period_grid
-from filters.transit.lightcurve import LightCurve, detrend, load, prepare, robust_std
+from filters.transit.lightcurve import LightCurve, detrend, prepare, robust_std
+from filters.transit.readers import load
 from filters.transit.search import find_candidates
 from filters.transit.simulate import simulate
 from filters.transit.train import period_matches
