@@ -94,7 +94,9 @@ def bls(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.ndarray, n_bin
         device: str = "cpu", chunk: int | None = None, dtype: torch.dtype = DTYPE) -> BlsResult:
     """Search ``periods``; ``y`` is relative flux around 1 (dips negative after centring)."""
     dev = torch.device(device)
-    chunk = chunk or (16 if dev.type == "cpu" else 256)
+    # About a million (period, point) pairs a chunk: fewer and the per-chunk overhead of small
+    # light curves dominates, more and the index array of long ones falls out of cache.
+    chunk = chunk or (int(np.clip(2 ** 20 // max(len(t), 1), 16, 1024)) if dev.type == "cpu" else 256)
     t_ref = float(t.min() + t.max()) / 2  # centred times keep float32 phases precise
     tt = torch.as_tensor(t - t_ref, dtype=dtype, device=dev)
     w = torch.as_tensor(1.0 / np.square(dy), dtype=dtype, device=dev)

@@ -28,13 +28,25 @@ def score(argv: list[str]) -> int:
     from filters.transit.filter import score_files
 
     p = argparse.ArgumentParser(prog="alert-broker score transit", description="score light-curve files")
-    p.add_argument("files", nargs="+", help="CSV or Kepler/K2/TESS FITS light curves")
+    p.add_argument("files", nargs="*", help="light curves: comma/tab/space tables, .npy/.npz, Kepler/K2/TESS FITS")
+    p.add_argument("--devset", action="store_true",
+                   help="score the real development set (filters/transit/devset) and print its table")
     p.add_argument("--combine", action="store_true", help="join the files into one light curve")
     p.add_argument("--plot", metavar="DIR", help="write a PNG of each folded light curve")
     p.add_argument("--model-dir", help="artifacts to use instead of the packaged ones")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     a = p.parse_args(argv)
+    if a.devset:
+        import json
+
+        from filters.transit.development import evaluate, markdown
+
+        result = evaluate(a.model_dir, a.device)
+        print(json.dumps(result, default=float, indent=1) if a.json else markdown(result))
+        return 0
+    if not a.files:
+        p.error("give light-curve files, or --devset")
     print_rows(score_files(a.files, a.combine, a.model_dir, a.device, a.plot), a.json)
     return 0
 

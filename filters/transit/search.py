@@ -10,6 +10,7 @@ eclipsing binary's leftovers and secondary eclipses give) is not a new candidate
 
 Vetting (:func:`vet`) names the eclipsing-binary tells that rule a candidate out whatever
 the network says: a significant secondary eclipse, odd and even transits of different depth,
+a star much brighter half an orbit later (a continuous variable folded at half its period),
 or a depth no planet can give.
 """
 from __future__ import annotations
@@ -34,6 +35,10 @@ VET_SIGMA = 5.0
 VET_SECONDARY_RELATIVE = 0.06
 VET_ODD_EVEN_RELATIVE = 0.12
 VET_MAX_DEPTH = 0.3  # a companion blocking more than 30% of the star is a star
+# Brighter at phase 0.5 by a good share of the dip: a continuous variable (contact or
+# ellipsoidal binary, pulsator) folded at its half period, not a flat star with a transit (a
+# hot Jupiter's phase curve is ~1% of its depth).
+VET_BRIGHTER_RELATIVE = -0.3
 VETOED_SCORE_CAP = 0.05
 MAX_SEARCHES = 5  # searches per light curve, repeats included (each costs a full BLS)
 MIN_POINTS = 100
@@ -80,17 +85,23 @@ def vet(c: Candidate) -> list[str]:
         fired.append("secondary_eclipse")
     if c.odd_even_sigma > VET_SIGMA and c.odd_even_relative > VET_ODD_EVEN_RELATIVE:
         fired.append("odd_even_depths")
+    if c.secondary_sigma < -VET_SIGMA and c.secondary_relative < VET_BRIGHTER_RELATIVE:
+        fired.append("brighter_at_half_phase")
     if c.depth > VET_MAX_DEPTH:
         fired.append("too_deep_for_a_planet")
     return fired
 
 
-def same_signal(p1: float, p2: float, tol: float = 0.005) -> bool:
-    """Whether two periods are one signal: equal, or in a ratio of small integers (1/2, 2/3,
-    3 ...), within ``tol``."""
+def same_signal(p1: float, p2: float, tol: float = 0.005, tol_equal: float = 0.02) -> bool:
+    """Whether two periods are one signal: equal within ``tol_equal`` (what a partly masked
+    eclipse leaves refines to a slightly different period), or in a ratio of small integers
+    (1/2, 2/3, 3 ...) within ``tol`` (tight, because real neighbouring planets sit just off
+    the 3:2 and 2:1 ratios)."""
+    if abs(p1 - p2) <= tol_equal * p2:
+        return True
     for a in range(1, 5):
         for b in range(1, 5):
-            if abs(p1 * a - p2 * b) <= tol * p2 * b:
+            if a != b and abs(p1 * a - p2 * b) <= tol * p2 * b:
                 return True
     return False
 

@@ -206,5 +206,11 @@ def train_transit(out_dir: str, n_train: int = 4000, n_test: int = 1500, epochs:
         row["candidate_periods"] = [c["period_days"] for c in row.get("candidates", [])]
         (out / "k2_3.json").write_text(json.dumps(row, indent=1, default=float))
         log(f"K2-3: score {row['score']:.3f}, period {row['period_days']:.4f} d")
+    from filters.transit.development import DEVSET, evaluate
+
+    if DEVSET.is_dir():  # the real development set: reported, never trained on
+        dev = evaluate(model_dir=out)
+        (out / "devset.json").write_text(json.dumps(dev, indent=1, default=float))
+        log(f"development set: {dev['summary']}")
     write_card(out, metrics, test, ev)
     return metrics

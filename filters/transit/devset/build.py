@@ -1,0 +1,89 @@
+"""How the files of the transit development set were made (run once, by hand, with the
+public repositories below brought here by the tool library's ``fetch``; kept as the record).
+
+Every file is a real light curve, unchanged except: rows the source marks as unusable stay
+out only where the reader would drop them anyway, the Kepler eclipsing binaries are cut to
+their first 90 days (a quarter; their periods are under a day), and values are stored as
+float64 time and float32 flux in ``.npz`` to keep the repository small. Known periods and
+classes come from the sources named in MANIFEST.csv.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+MIRROR = Path("/work/.mirror")
+
+# file, target, mission, class, known periods (d), repository, path, commit, note
+SOURCES = [
+    ("k2_3.npz", "K2-3 (EPIC 201367065)", "K2 C1", "planet_host", "10.0547;24.6465;44.5563", "hippke/tls",
+     "transitleastsquares/tests/EPIC201367065.csv", "7b8c4f0f7133f50cc70e53624057c6ab9b1b4fc1",
+     "three small planets around an M dwarf (Crossfield et al. 2015)"),
+    ("k2_32.npz", "K2-32 (EPIC 205071984)", "K2 C2", "planet_host", "8.99213;20.6602;31.7154;4.34934",
+     "nespinoza/juliet", "tutorial2/data/K2-32_lc.dat", "01836b5eb5ba053a8d19709840b7814261d5f775",
+     "four planets, b a sub-Saturn (Heller et al. 2019)"),
+    ("k2_140.npz", "K2-140 (EPIC 228735255)", "K2 C10", "planet_host", "6.56918", "nespinoza/juliet",
+     "tutorial1/data/K2-140_lc.dat", "01836b5eb5ba053a8d19709840b7814261d5f775",
+     "hot Jupiter (Giles et al. 2018); the file holds one stray point 180 d after the campaign"),
+    ("pi_men.npz", "pi Men (TIC 261136679)", "TESS S1-13, 2 min", "planet_host", "6.26834", "MNGuenther/allesfitter",
+     "paper/Pi_Mensae/allesfit_year_1/TESS.csv", "81e37ab16c28648858e4d9188182949023465f58",
+     "super-Earth pi Men c, ~300 ppm (Huang et al. 2018); 93,000 points over a year: the speed case"),
+    ("toi_540.npz", "TOI-540 (TIC 200322593)", "TESS S4-5, 2 min", "planet_host", "1.239149", "MNGuenther/allesfitter",
+     "tutorials/14_finding_and_fitting_TOI_540/TIC_200322593_spoc_pdcsap.csv",
+     "81e37ab16c28648858e4d9188182949023465f58", "Earth-sized planet around a nearby M dwarf (Ment et al. 2021)"),
+]
+# Kepler eclipsing binaries (periods 0.25-0.75 d; the first five with the periods the source states)
+EB_PERIODS = {12: "0.801921", 22: "0.559159", 29: "0.932316", 43: "0.536675", 49: "0.892750"}
+for n in (12, 22, 29, 43, 49, 1, 2, 3, 4, 5):
+    SOURCES.append((f"kepler_eb_{n:02d}.npz", f"Kepler EB #{n} of conor-or/kepler-binaries", "Kepler LC, first 90 d",
+                    "eclipsing_binary", EB_PERIODS.get(n, ""), "conor-or/kepler-binaries", f"data/{n:02d}.npy",
+                    "04228e2a184898775d1a6ce7afd755a5be681596",
+                    "short-period eclipsing binary (some host circumbinary planets, which do not transit periodically)"))
+
+
+def _git_show(repo: str, path: str, commit: str) -> bytes:
+    git_dir = MIRROR / repo.replace("/", "+") / "repo"
+    return subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"], check=True,
+                          capture_output=True).stdout
+
+
+def _columns(raw: bytes, path: str) -> np.ndarray:
+    if path.endswith(".npy"):
+        return np.load(io.BytesIO(raw))
+    rows = []
+    for line in raw.decode().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.replace(",", " ").split()
+        try:
+            rows.append([float(v) for v in parts[:3]])
+        except ValueError:
+            continue
+    return np.array(rows)
+
+
+def build() -> None:
+    with (HERE / "MANIFEST.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "target", "mission", "class", "known_periods_days", "repository", "path", "commit", "note"])
+        for file, target, mission, cls, periods, repo, path, commit, note in SOURCES:
+            a = _columns(_git_show(repo, path, commit), path)
+            t, f = a[:, 0], a[:, 1]
+            e = a[:, 2] if a.shape[1] > 2 else np.full(len(t), np.nan)
+            if cls == "eclipsing_binary":
+                keep = t < np.nanmin(t) + 90
+                t, f, e = t[keep], f[keep], e[keep]
+            np.savez_compressed(HERE / file, time=t.astype(np.float64), flux=f.astype(np.float32),
+                                flux_err=e.astype(np.float32))
+            w.writerow([file, target, mission, cls, periods, repo, path, commit, note])
+            print(file, len(t), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    build()
