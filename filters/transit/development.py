@@ -77,3 +77,29 @@ def markdown(result: dict) -> str:
     lines.append(f"Planet hosts recovered: {hosts['recovered']}/{hosts['n']}. " + "; ".join(
         f"{c}: {v['false_positive']}/{v['n']} at score >= {RECOVERY_SCORE}" for c, v in others) + ".")
     return "\n".join(lines)
+
+
+CARD_SECTION = "## Real light curves: the development set"
+
+
+def refresh_card(model_dir: Path, device: str = "cpu") -> dict:
+    """Score the development set with the model in ``model_dir`` and rewrite that section of
+    its MODEL_CARD.md (and devset.json): for search or vetting changes that need no retraining."""
+    import json
+
+    result = evaluate(model_dir, device)
+    (model_dir / "devset.json").write_text(json.dumps(result, indent=1, default=float))
+    card = model_dir / "MODEL_CARD.md"
+    text = card.read_text()
+    head, _, rest = text.partition(CARD_SECTION)
+    tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+    card.write_text(head.rstrip() + "\n\n" + section(result) + tail)
+    return result
+
+
+def section(result: dict) -> str:
+    return (f"{CARD_SECTION}\n\n"
+            "`alert-broker score transit --devset`: real Kepler, K2 and TESS light curves from public "
+            "repositories (`filters/transit/devset/MANIFEST.csv` names each file's repository, path and "
+            "commit), scored exactly as a user's file. Recovered = score >= 0.5 and the period within 1% "
+            "of a known planet's (or a 1/2, 2, 1/3, 3 alias).\n\n" + markdown(result) + "\n")

@@ -18,7 +18,7 @@ import numpy as np
 from broker.batch import DETECTION, FORCED, AlertBatch
 from filters.base import Filter, FilterContext, FilterResult
 from filters.evaluation import apply_isotonic
-from filters.transit.lightcurve import LightCurve, combine, prepare
+from filters.transit.lightcurve import LightCurve, bin_dense, combine, prepare
 from filters.transit.readers import LightCurveError, load
 from filters.transit.search import MIN_POINTS, VETOED_SCORE_CAP, Candidate, find_candidates, too_little_data, vet
 
@@ -49,7 +49,7 @@ class TransitScorer:
         return np.where(vetoed, np.minimum(probs, VETOED_SCORE_CAP), probs)
 
     def search(self, lc: LightCurve, max_candidates: int = 3) -> tuple[list[Candidate], str | None]:
-        clean = prepare(lc)
+        clean = prepare(bin_dense(lc))
         reason = too_little_data(clean)
         if reason:
             return [], reason

@@ -175,7 +175,8 @@ def test_score_command_csv_fits_combine_and_plot(k2_3, tmp_path):
 def test_tiny_training_writes_weights_metrics_and_card(tmp_path):
     from filters.transit.train import train_transit
 
-    m = train_transit(str(tmp_path), n_train=40, n_test=40, epochs=1, members=2, log=lambda *_: None, real_check="")
+    m = train_transit(str(tmp_path), n_train=40, n_test=40, epochs=1, members=2, log=lambda *_: None, real_check="",
+                      devset=False)
     for name in ("transit_cnn.pt", "transit_calibration.json", "transit_metrics.json", "MODEL_CARD.md",
                  "transit_roc.png", "transit_recall_vs_snr.png"):
         assert (tmp_path / name).exists(), name

@@ -4,12 +4,14 @@ public repositories below brought here by the tool library's ``fetch``; kept as 
 Every file is a real light curve, unchanged except: rows the source marks as unusable stay
 out only where the reader would drop them anyway, the Kepler eclipsing binaries are cut to
 their first 90 days (a quarter; their periods are under a day), and values are stored as
-float64 time and float32 flux in ``.npz`` to keep the repository small. Known periods and
+float64 time and float32 flux in ``.npz`` to keep the repository small (the TESS mission
+files are kept whole, gzipped). Known periods and
 classes come from the sources named in MANIFEST.csv.
 """
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import subprocess
 import sys
@@ -37,6 +39,15 @@ SOURCES = [
     ("toi_540.npz", "TOI-540 (TIC 200322593)", "TESS S4-5, 2 min", "planet_host", "1.239149", "MNGuenther/allesfitter",
      "tutorials/14_finding_and_fitting_TOI_540/TIC_200322593_spoc_pdcsap.csv",
      "81e37ab16c28648858e4d9188182949023465f58", "Earth-sized planet around a nearby M dwarf (Ment et al. 2021)"),
+]
+# Mission files kept whole, gzipped: they exercise the FITS reader (PDCSAP, QUALITY flags).
+FITS_SOURCES = [
+    ("gj_357.fits.gz", "GJ 357 (TIC 413248763)", "TESS S8, 2 min", "planet_host", "3.93072", "hpparvi/PyTransit",
+     "notebooks/tess_examples/data/tess2019032160000-s0008-0000000413248763-0136-s_lc.fits",
+     "beb11f50a982ca62fc6d4a9fa262d59ecb6c4555", "Earth-sized GJ 357 b around an M dwarf (Luque et al. 2019)"),
+    ("wasp_4.fits.gz", "WASP-4 (TIC 402026209)", "TESS S2, 2 min", "planet_host", "1.338231", "hpparvi/PyTransit",
+     "notebooks/tess_examples/data/tess2018234235059-s0002-0000000402026209-0121-s_lc.fits",
+     "beb11f50a982ca62fc6d4a9fa262d59ecb6c4555", "hot Jupiter WASP-4 b (Wilson et al. 2008)"),
 ]
 # Kepler eclipsing binaries (periods 0.25-0.75 d; the first five with the periods the source states)
 EB_PERIODS = {12: "0.801921", 22: "0.559159", 29: "0.932316", 43: "0.536675", 49: "0.892750"}
@@ -72,8 +83,14 @@ def build() -> None:
     with (HERE / "MANIFEST.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "target", "mission", "class", "known_periods_days", "repository", "path", "commit", "note"])
-        for file, target, mission, cls, periods, repo, path, commit, note in SOURCES:
-            a = _columns(_git_show(repo, path, commit), path)
+        for file, target, mission, cls, periods, repo, path, commit, note in FITS_SOURCES + SOURCES:
+            raw = _git_show(repo, path, commit)
+            if file.endswith(".fits.gz"):
+                with gzip.open(HERE / file, "wb", compresslevel=9) as out:
+                    out.write(raw)
+                w.writerow([file, target, mission, cls, periods, repo, path, commit, note])
+                continue
+            a = _columns(raw, path)
             t, f = a[:, 0], a[:, 1]
             e = a[:, 2] if a.shape[1] > 2 else np.full(len(t), np.nan)
             if cls == "eclipsing_binary":
