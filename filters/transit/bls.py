@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from filters.transit import bls_cpu
+
 SOLAR_DURATION_D = 0.13
 DURATION_FACTORS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 DTYPE = torch.float32  # sums of at most a few thousand normalised weights: float32 is ample
@@ -90,15 +92,12 @@ def _fold_and_box(tt, w, wy, p, n_bins):
     return pw, durations[sel, d_idx], b_idx, width[sel, d_idx], r[sel, d_idx, b_idx], s[sel, d_idx, b_idx]
 
 
-def bls(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.ndarray, n_bins: int = 300,
-        device: str = "cpu", chunk: int | None = None, dtype: torch.dtype = DTYPE) -> BlsResult:
-    """Search ``periods``; ``y`` is relative flux around 1 (dips negative after centring)."""
-    dev = torch.device(device)
+def _bls_torch(tc, y, dy, periods, n_bins, dev, chunk, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The tensor program (the GPU path, and the CPU's without numba)."""
     # About a million (period, point) pairs a chunk: fewer and the per-chunk overhead of small
     # light curves dominates, more and the index array of long ones falls out of cache.
-    chunk = chunk or (int(np.clip(2 ** 20 // max(len(t), 1), 16, 1024)) if dev.type == "cpu" else 256)
-    t_ref = float(t.min() + t.max()) / 2  # centred times keep float32 phases precise
-    tt = torch.as_tensor(t - t_ref, dtype=dtype, device=dev)
+    chunk = chunk or (int(np.clip(2 ** 20 // max(len(tc), 1), 16, 1024)) if dev.type == "cpu" else 256)
+    tt = torch.as_tensor(tc, dtype=dtype, device=dev)
     w = torch.as_tensor(1.0 / np.square(dy), dtype=dtype, device=dev)
     w = w / w.sum()
     yy = torch.as_tensor(y, dtype=dtype, device=dev)
@@ -112,6 +111,27 @@ def bls(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.ndarray, n_bin
         depth = -s_best / (r_best * (1 - r_best)).clamp_min(1e-30)
         best_power[c0:c0 + len(p)] = pw.cpu().numpy()
         best_meta[c0:c0 + len(p)] = torch.stack([dur, b_idx.to(dtype), width.to(dtype), depth], 1).cpu().numpy()
+    return best_power, best_meta
+
+
+def bls(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.ndarray, n_bins: int = 300,
+        device: str = "cpu", chunk: int | None = None, dtype: torch.dtype = DTYPE) -> BlsResult:
+    """Search ``periods``; ``y`` is relative flux around 1 (dips negative after centring)."""
+    dev = torch.device(device)
+    t_ref = float(t.min() + t.max()) / 2  # centred times keep float32 phases precise
+    if dev.type == "cpu" and bls_cpu.available():
+        w64 = 1.0 / np.square(np.asarray(dy, np.float64))
+        w64 = w64 / w64.sum()
+        y64 = np.asarray(y, np.float64) - float((w64 * y).sum())
+        p64 = torch.as_tensor(periods, dtype=torch.float64)
+        durations, width = (a.numpy() for a in _durations(p64, n_bins))
+        power, d_idx, b_idx, r_best, s_best = bls_cpu.search(t - t_ref, w64, w64 * y64, periods, n_bins, width)
+        sel = np.arange(len(periods))
+        depth = -s_best / np.clip(r_best * (1 - r_best), 1e-30, None)
+        best_power = power
+        best_meta = np.stack([durations[sel, d_idx], b_idx, width[sel, d_idx], depth], 1)
+    else:
+        best_power, best_meta = _bls_torch(t - t_ref, y, dy, periods, n_bins, dev, chunk, dtype)
     k = int(np.argmax(best_power))
     duration, b0, wbins, depth = best_meta[k]
     period = float(periods[k])

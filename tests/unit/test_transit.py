@@ -164,9 +164,13 @@ def test_score_command_csv_fits_combine_and_plot(k2_3, tmp_path):
         parts.append(str(p))
     run = lambda *a: subprocess.run([sys.executable, "-m", "broker.tools.cli", "score", "transit", *a, "--json"],  # noqa: E731
                                     capture_output=True, text=True, check=True).stdout.splitlines()
-    rows = [json.loads(x) for x in run(str(path), str(fpath), "--plot", str(tmp_path / "plots"))]
+    bad = tmp_path / "notes.bin"
+    bad.write_bytes(b"\x00\xff\x10 not a light curve")
+    rows = [json.loads(x) for x in run(str(bad), str(path), str(fpath), "--plot", str(tmp_path / "plots"))]
+    assert rows[0]["score"] is None and rows[0]["reason"].startswith("unreadable: notes.bin")
+    rows = rows[1:]
     assert len(rows) == 2 and all(period_matches(r["period_days"], 10.05) for r in rows)
-    assert {"file", "score", "period_days", "epoch", "depth", "duration_hours"} <= set(rows[0])
+    assert {"file", "score", "period_days", "epoch", "depth", "duration_hours", "vetting", "snr"} <= set(rows[0])
     assert (tmp_path / "plots" / "EPIC201367065.png").exists()
     combined = [json.loads(x) for x in run(*parts, "--combine")]
     assert len(combined) == 1 and period_matches(combined[0]["period_days"], 10.05)
