@@ -58,19 +58,32 @@ def detrend(lc: LightCurve, window_days: float = 0.75, clip_sigma: float = 4.0,
         return lc
     if len(t) > min_window_points:
         window_days = max(window_days, float(np.median(t[min_window_points:] - t[:-min_window_points])))
-    lo = np.searchsorted(t, t - window_days / 2)
-    hi = np.searchsorted(t, t + window_days / 2)
-    if np.median(hi - lo) > 400:  # dense cadence: subsample the window for speed
-        step = int(np.ceil(np.median(hi - lo) / 400))
-    else:
-        step = 1
-    trend = np.array([np.median(f[a:b:step]) for a, b in zip(lo, hi)])
+    trend = running_median(t, f, window_days)
     rel = f / trend
     resid = rel - 1
     mad = robust_std(resid)
     keep = resid < clip_sigma * mad if mad > 0 else np.ones(len(t), bool)
     err = segment_noise(t[keep], resid[keep], lc.flux_err[keep] / trend[keep])
     return LightCurve(t[keep], rel[keep], err, lc.name)
+
+
+def running_median(t: np.ndarray, f: np.ndarray, window_days: float, max_points: int = 20000) -> np.ndarray:
+    """Median of ``f`` within ``window_days`` around each time. Long light curves (a Kepler
+    mission: ~65,000 points) take it at anchors a tenth of a window apart, interpolated, which
+    is 4x cheaper and indistinguishable for a window holding ~35 cadences."""
+    at = t
+    if len(t) > max_points:
+        at = np.unique(np.concatenate([np.arange(t[0], t[-1], window_days / 10), [t[-1]]]))
+    lo = np.searchsorted(t, at - window_days / 2)
+    hi = np.searchsorted(t, at + window_days / 2)
+    step = int(np.ceil(np.median(hi - lo) / 400)) if np.median(hi - lo) > 400 else 1  # subsample dense windows
+    filled = hi > lo
+    med = np.array([np.median(f[a:b:step]) for a, b in zip(lo[filled], hi[filled])])
+    if at is t:
+        out = np.full(len(t), np.nan)
+        out[filled] = med
+        return out
+    return np.interp(t, at[filled], med)
 
 
 def segments(t: np.ndarray, min_gap_days: float = 0.5, gap_cadences: float = 20.0) -> np.ndarray:

@@ -40,7 +40,7 @@ VET_MAX_DEPTH = 0.3  # a companion blocking more than 30% of the star is a star
 # hot Jupiter's phase curve is ~1% of its depth).
 VET_BRIGHTER_RELATIVE = -0.3
 VETOED_SCORE_CAP = 0.05
-MAX_SEARCHES = 5  # searches per light curve, repeats included (each costs a full BLS)
+MAX_SEARCHES = 4  # searches per light curve, repeats included (each costs a full BLS)
 MIN_POINTS = 100
 MIN_BASELINE_D = 3.0
 
