@@ -11,7 +11,7 @@ eclipsing binary's leftovers and secondary eclipses give) is not a new candidate
 Vetting (:func:`vet`) names the eclipsing-binary tells that rule a candidate out whatever
 the network says: a significant secondary eclipse, odd and even transits of different depth,
 a star much brighter half an orbit later (a continuous variable folded at half its period),
-or a depth no planet can give.
+single transits too unequal to be one planet's, or a depth no planet can give.
 """
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ VET_MAX_DEPTH = 0.3  # a companion blocking more than 30% of the star is a star
 # ellipsoidal binary, pulsator) folded at its half period, not a flat star with a transit (a
 # hot Jupiter's phase curve is ~1% of its depth).
 VET_BRIGHTER_RELATIVE = -0.3
+# Single transits this unequal are not one planet's (chi^2/dof and spread / depth).
+VET_UNEVEN_CHI2 = 9.0
+VET_UNEVEN_SPREAD = 0.5
 VETOED_SCORE_CAP = 0.05
 MAX_SEARCHES = 4  # searches per light curve, repeats included (each costs a full BLS)
 MIN_POINTS = 100
@@ -64,6 +67,8 @@ class Candidate:
     max_single_event_share: float
     odd_even_relative: float  # |depth odd - depth even| / depth
     secondary_relative: float  # depth at phase 0.5 / depth
+    transit_depth_chi2: float  # chi^2 per dof of the single transits' depths (vetting only)
+    transit_depth_spread: float  # their standard deviation / mean depth (vetting only)
     global_view: np.ndarray = field(repr=False)
     local_view: np.ndarray = field(repr=False)
 
@@ -87,6 +92,8 @@ def vet(c: Candidate) -> list[str]:
         fired.append("odd_even_depths")
     if c.secondary_sigma < -VET_SIGMA and c.secondary_relative < VET_BRIGHTER_RELATIVE:
         fired.append("brighter_at_half_phase")
+    if c.transit_depth_chi2 > VET_UNEVEN_CHI2 and c.transit_depth_spread > VET_UNEVEN_SPREAD:
+        fired.append("uneven_transits")
     if c.depth > VET_MAX_DEPTH:
         fired.append("too_deep_for_a_planet")
     return fired
@@ -178,6 +185,24 @@ def red_noise_factor(y, w, ph, q: float, outside_level: float, min_boxes: int = 
     return max(1.0, robust_std(z))
 
 
+def _transit_depth_spread(y, w, in_tr, epoch_no, outside_level, red: float) -> tuple[float, float]:
+    """How unequal the single transits are: chi^2 per degree of freedom of their depths about
+    the mean (errors widened by the red-noise factor), and their spread relative to the mean
+    depth. A planet's transits agree; two different planets' single transits, or an
+    eclipsing binary folded at the wrong period, do not."""
+    if not in_tr.any():
+        return 0.0, 0.0
+    _, inv = np.unique(epoch_no[in_tr], return_inverse=True)
+    if inv.max() < 2:  # fewer than three transits: nothing to compare
+        return 0.0, 0.0
+    wsum = np.bincount(inv, w[in_tr])
+    depth = outside_level - np.bincount(inv, w[in_tr] * y[in_tr]) / wsum
+    err = red / np.sqrt(wsum)
+    mean = float(np.average(depth, weights=wsum))
+    chi2 = float(np.sum(np.square((depth - mean) / err)) / (len(depth) - 1))
+    return chi2, float(np.std(depth) / max(abs(mean), 1e-12))
+
+
 def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     t, y = lc.time, lc.flux - 1.0
     w = 1.0 / np.square(lc.flux_err)
@@ -200,6 +225,7 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     sec = d_sec / e_sec if np.isfinite(e_sec) and e_sec > 0 else 0.0
     red = red_noise_factor(y, w, ph, dur / P, outside)
     snr, oe, sec = snr / red, oe / red, sec / red
+    spread_chi2, spread = _transit_depth_spread(y, w, in_tr, epoch_no, outside, red)
     scale = max(depth, 1e-6)
     oe_rel = abs(d_odd - d_even) / scale if np.isfinite(e_odd + e_even) else 0.0
     gv, coverage = _binned(ph, y, -0.5, 0.5, GLOBAL_BINS)
@@ -207,6 +233,7 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     lv, _ = _binned(ph, y, -half, half, LOCAL_BINS)
     return Candidate(P, T0, dur, depth, float(snr), res.sde, int(n_transits), float(oe), float(sec),
                      int(in_tr.sum()), float(coverage), single, float(oe_rel), float(d_sec / scale),
+                     spread_chi2, spread,
                      (gv / scale).astype(np.float32),
                      (lv / scale).astype(np.float32))
 
