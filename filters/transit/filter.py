@@ -1,11 +1,13 @@
 """The ``transit`` filter and offline scoring of light-curve files.
 
 Per alert: the history in one band (detections and forced photometry, total flux where the
-survey gives a reference flux), detrended and pre-whitened, searched with the torch BLS for up to three
-candidates, each scored by the CNN in one batched forward pass over the whole alert batch on
-the configured device. Score: the best calibrated candidate probability; details: its period,
-epoch (MJD), depth, duration and transit count. Histories too short to hold several transits
-get a null score with the reason.
+survey gives a reference flux), binned when denser than 10 minutes, detrended and
+pre-whitened, searched by BLS for up to three different candidates, each scored by the CNN in
+one batched forward pass over the whole alert batch on the configured device, then vetted
+(an eclipsing binary's tell caps the score). Score: the reported candidate's calibrated
+probability (the strongest signal among those scoring >= 0.5, else the best-scoring one);
+details: its period, epoch (MJD), depth, duration, SNR, transit count and vetting. Histories
+too short to hold several transits get a null score with the reason.
 """
 from __future__ import annotations
 
