@@ -97,3 +97,17 @@ def test_k2_32_search_finds_planets_and_flags_the_half_period_alias():
     known = [8.99213, 20.6602, 31.7154, 4.34934]
     assert cands[0].period == pytest.approx(8.99213, rel=0.002) and not vet(cands[0])
     assert sum(matches_known(c.period, known) for c in cands) >= 2
+
+
+def test_cpu_kernel_and_tensor_program_agree(monkeypatch):
+    from filters.transit import bls_cpu
+
+    if not bls_cpu.available():
+        pytest.skip("numba not installed: the tensor program is the only path")
+    lc = detrend(_box_light_curve(4.1, 2e-3, 0.12, seed=8))
+    periods = period_grid(60.0)
+    fast = bls(lc.time, lc.flux, lc.flux_err, periods)
+    monkeypatch.setattr(bls_cpu, "available", lambda: False)
+    tensor = bls(lc.time, lc.flux, lc.flux_err, periods)
+    assert fast.period == tensor.period and fast.epoch == pytest.approx(tensor.epoch, abs=1e-6)
+    assert np.corrcoef(fast.periodogram, tensor.periodogram)[0, 1] > 0.9999
