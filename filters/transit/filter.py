@@ -22,7 +22,7 @@ from filters.base import Filter, FilterContext, FilterResult
 from filters.evaluation import apply_isotonic
 from filters.transit.lightcurve import LightCurve, bin_dense, combine, prepare
 from filters.transit.readers import LightCurveError, load
-from filters.transit.search import MIN_POINTS, VETOED_SCORE_CAP, Candidate, find_candidates, too_little_data, vet
+from filters.transit.search import MIN_POINTS, VETOED_SCORE_CAP, Candidate, find_candidates, too_little_data
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -47,7 +47,7 @@ class TransitScorer:
 
         raw = predict_logits(self.model, *to_arrays(cands), device=self.device)
         probs = apply_isotonic(self.calibration, raw)
-        vetoed = np.array([bool(vet(c)) for c in cands], bool)
+        vetoed = np.array([bool(c.vetting) for c in cands], bool)
         return np.where(vetoed, np.minimum(probs, VETOED_SCORE_CAP), probs)
 
     def search(self, lc: LightCurve, max_candidates: int = 3) -> tuple[list[Candidate], str | None]:
@@ -63,7 +63,7 @@ def candidate_details(c: Candidate) -> dict:
     return {"period_days": c.period, "epoch": c.epoch, "depth": c.depth,
             "duration_hours": c.duration * 24, "n_transits": float(c.n_transits),
             "points_in_transit": float(c.points_in_transit), "snr": c.snr,
-            "vetting": "+".join(vet(c)) or "pass"}
+            "vetting": "+".join(c.vetting) or "pass"}
 
 
 def reported(cands: list[Candidate], probs: np.ndarray, threshold: float = 0.5) -> int:
@@ -170,9 +170,9 @@ def score_files(paths: list[str], combine_files: bool = False, model_dir: Path |
             c = cands[k]
             row.update(score=float(probs[k]), period_days=c.period, epoch=c.epoch, depth=c.depth,
                        duration_hours=c.duration * 24, n_transits=c.n_transits, snr=c.snr,
-                       vetting="+".join(vet(c)) or "pass", above_threshold=bool(probs[k] >= scorer.threshold),
+                       vetting="+".join(c.vetting) or "pass", above_threshold=bool(probs[k] >= scorer.threshold),
                        candidates=[{"period_days": x.period, "score": float(p), "snr": x.snr,
-                                    "vetting": "+".join(vet(x)) or "pass"} for x, p in zip(cands, probs)])
+                                    "vetting": "+".join(x.vetting) or "pass"} for x, p in zip(cands, probs)])
             if plot_dir:
                 from filters.transit.plot import plot_candidate
 

@@ -71,6 +71,7 @@ class Candidate:
     transit_depth_spread: float  # their standard deviation / mean depth (vetting only)
     global_view: np.ndarray = field(repr=False)
     local_view: np.ndarray = field(repr=False)
+    vetting: list[str] = field(default_factory=list)  # set by find_candidates: vet() and the star's rule
 
     def scalars(self) -> np.ndarray:
         return np.array([
@@ -97,6 +98,18 @@ def vet(c: Candidate) -> list[str]:
     if c.depth > VET_MAX_DEPTH:
         fired.append("too_deep_for_a_planet")
     return fired
+
+
+EB_TELLS = ("secondary_eclipse", "odd_even_depths", "brighter_at_half_phase", "too_deep_for_a_planet")
+
+
+def vet_star(cands: list[Candidate]) -> None:
+    """Each candidate's vetting: its own tests, and for the weaker ones of a star whose
+    strongest signal is an eclipsing binary, ``star_is_eclipsing_binary`` (what stays after
+    masking a binary's eclipses is its residue, and scored 0.55 on a real Kepler binary)."""
+    binary = bool(cands) and any(t in EB_TELLS for t in vet(cands[0]))
+    for k, c in enumerate(cands):
+        c.vetting = vet(c) + (["star_is_eclipsing_binary"] if binary and k > 0 else [])
 
 
 def same_signal(p1: float, p2: float, tol: float = 0.005, tol_equal: float = 0.02) -> bool:
@@ -258,4 +271,5 @@ def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu"
             out.append(describe(cur, res))
         keep = np.abs(_phase(cur.time, res.period, res.epoch) * res.period) > 1.5 * res.duration
         cur = LightCurve(cur.time[keep], cur.flux[keep], cur.flux_err[keep], cur.name)
+    vet_star(out)
     return out

@@ -157,14 +157,20 @@ def simulate_one(rng: np.random.Generator, positive: bool,
         flux *= model
     elif sim.kind == "eclipsing_binary":
         period = float(np.exp(rng.uniform(np.log(MIN_PERIOD_D), np.log(base / 2))))
-        a = 4.2 * period ** (2 / 3) * rng.uniform(0.5, 1.5)
+        a = max(4.2 * period ** (2 / 3) * rng.uniform(0.5, 1.5), 2.0)
         rp = rng.uniform(0.1, 0.5)
         b = rng.uniform(0, 1 + 0.8 * rp)  # up to grazing: V-shaped
         t0 = rng.uniform(0, period)
         primary = _transit(rng, t, period, rp, a, b, t0)
         secondary = _transit(rng, t, period, rp, a, b, t0 + period / 2)
-        ratio = 0.0 if rng.random() < 0.3 else rng.uniform(0.03, 0.9)  # some show no secondary
-        flux *= primary * (1 - ratio * (1 - secondary))
+        # A companion star shows a secondary eclipse (>= 3% of the primary's depth) unless the
+        # eclipse is grazing or too deep for a planet anyway: an undiluted, non-grazing, U-shaped
+        # eclipse with no secondary and no ellipsoidal variation is photometrically a planet,
+        # and labelling it "not a planet" taught the network to reject real hot Jupiters.
+        planet_like = rp < 0.3 and b < 1 - rp
+        ratio = 0.0 if (not planet_like and rng.random() < 0.3) else rng.uniform(0.03, 0.9)
+        ellipsoidal = rng.uniform(0, 1) * min(0.03, 1.5 / a ** 3)  # tidal distortion of close pairs
+        flux *= primary * (1 - ratio * (1 - secondary)) * (1 - ellipsoidal * np.cos(4 * np.pi * (t - t0) / period))
     elif sim.kind in ("ellipsoidal", "heartbeat", "pulsator", "spotted_rotator"):
         flux *= _stellar_variable(rng, sim.kind, t, base, sigma)
     elif sim.kind == "sinusoidal":
