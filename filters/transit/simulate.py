@@ -9,7 +9,9 @@ Positives: physical transits from ``batman`` (quadratic limb darkening, Sun-like
 density, random impact parameter, some grazing and V-shaped), periods from 0.2 d, depth set
 from a target signal-to-noise ``SNR = depth / sigma * sqrt(N_in_transit)``: 70% drawn
 log-uniformly in [3, 100], 30% in [100, 10,000] (real hot Jupiters reach SNR 1,000-10,000 in
-Kepler data, and a network that never saw one calls it an eclipsing binary).
+Kepler data, and a network that never saw one calls it an eclipsing binary). Where the drawn
+SNR would need a depth over 2%, the star is made quieter instead (down to 10 ppm a point), as
+for the bright stars that give real high-SNR transits.
 Hard negatives: eclipsing binaries (deep, V-shaped or grazing, with and without secondary
 eclipses), ellipsoidal and heartbeat binaries, pulsators (delta Scuti-like multi-mode and
 RR Lyrae-like sawtooth), spotted rotators with evolving spots, sinusoidal variables, flares,
@@ -26,6 +28,8 @@ from filters.transit.lightcurve import LightCurve, detrend, robust_std
 NEGATIVE_KINDS = ("eclipsing_binary", "eclipsing_binary", "ellipsoidal", "heartbeat", "pulsator", "spotted_rotator",
                   "sinusoidal", "flares", "systematics", "noise")
 MIN_PERIOD_D = 0.2
+MAX_PLANET_DEPTH = 0.02  # a Jupiter around a Sun-like star blocks ~1%
+MIN_SIGMA = 1e-5  # per-point noise of the brightest Kepler/TESS stars
 
 
 @dataclass
@@ -142,7 +146,14 @@ def simulate_one(rng: np.random.Generator, positive: bool,
         lo, hi = (3, 100) if rng.random() < 0.7 else (100, 10000)
         snr = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         depth = snr * sigma / np.sqrt(n_in)
-        rp = float(np.clip(np.sqrt(depth / 0.85), 0.003, 0.3))
+        if depth > MAX_PLANET_DEPTH:
+            # Real high-SNR transits come from bright, quiet stars, not from 7%-deep planets:
+            # keep a Jupiter-sized depth and lower the noise instead (red noise scales with it).
+            depth = float(np.exp(rng.uniform(np.log(2e-3), np.log(MAX_PLANET_DEPTH))))
+            scale = max(depth * np.sqrt(n_in) / snr, MIN_SIGMA) / sigma
+            flux, white, sigma = 1 + (flux - 1) * scale, white * scale, sigma * scale
+            depth = min(snr * sigma / np.sqrt(n_in), 0.04)
+        rp = float(np.clip(np.sqrt(depth / 0.85), 0.003, 0.22))
         if rng.random() < 0.15:  # grazing: V-shaped, shallower than rp^2
             b = rng.uniform(1 - rp, 1 + 0.5 * rp)
         t0 = rng.uniform(0, period)

@@ -3,6 +3,7 @@ held-out set simulated with another seed, write weights, metrics and the model c
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -52,10 +53,24 @@ def _featurize(args):
     return rows
 
 
+def _one_thread_each() -> None:
+    """Each worker searches with one thread: the pool already spreads over the cores."""
+    torch.set_num_threads(1)
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except ImportError:
+        pass
+
+
 def build_dataset(n: int, seed: int, workers: int = 2,
                   cadence_weights: tuple[float, ...] = DEFAULT_CADENCE_WEIGHTS) -> dict:
     chunks = [(min(100, n - i), seed * 1000 + i // 100, cadence_weights) for i in range(0, n, 100)]
-    with ProcessPoolExecutor(workers) as pool:
+    # Spawned, not forked: a process that has run the numba search holds an OpenMP (or
+    # workqueue) thread pool, and forking it kills or deadlocks the children.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_one_thread_each) as pool:
         rows = [r for part in pool.map(_featurize, chunks) for r in part]
     cands = [r["candidate"] for r in rows]
     g, loc, s = to_arrays(cands)
