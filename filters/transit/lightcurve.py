@@ -134,6 +134,8 @@ def significant_sinusoids(lc: LightCurve, max_terms: int = 3, false_alarm: float
     terms = []
     for _ in range(max_terms):
         keep = y > -3 * robust_std(y)
+        if keep.sum() < 20:  # nothing left to fit (a constant or degenerate light curve)
+            break
         ls = LombScargle(t[keep], y[keep])
         freq, power = ls.autopower(minimum_frequency=f_min, maximum_frequency=f_max, samples_per_peak=5)
         k = int(np.argmax(power))
@@ -154,7 +156,10 @@ def prepare(lc: LightCurve) -> LightCurve:
     detrending is done again, now without them (subtracting after the median leaves the
     median's own scatter from sampling the sinusoid)."""
     clean = detrend(lc)
-    model = significant_sinusoids(clean)
+    try:
+        model = significant_sinusoids(clean)
+    except ValueError:  # a degenerate light curve the periodogram cannot take: search it as it is
+        model = None
     if model is None:
         return clean
     base = normalise(lc)
