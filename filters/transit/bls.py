@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from filters.transit import bls_cpu
+import filters.transit.bls_cpu as bls_cpu
 
 SOLAR_DURATION_D = 0.13
 DURATION_FACTORS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
