@@ -29,10 +29,13 @@ def evaluate(model_dir: Path | None = None, device: str = "cpu", directory: Path
     """One row per light curve and a summary per class."""
     from filters.transit.filter import score_files
 
+    entries = manifest(directory)
+    paths = [str(directory / e["file"]) for e in entries]
+    scored = {r["file"]: r for r in score_files(paths, model_dir=model_dir, device=device)}  # one model load
     rows = []
-    for entry in manifest(directory):
+    for entry, path in zip(entries, paths):
         known = [float(p) for p in entry["known_periods_days"].split(";") if p]
-        result = score_files([str(directory / entry["file"])], model_dir=model_dir, device=device)[0]
+        result = scored[path]
         score = result.get("score")
         positive = score is not None and score >= RECOVERY_SCORE
         period = result.get("period_days")

@@ -179,8 +179,8 @@ def bin_dense(lc: LightCurve, width: float = SEARCH_BIN_DAYS) -> LightCurve:
         return lc
     idx = np.floor((lc.time - lc.time[0]) / width).astype(np.int64)
     _, inv = np.unique(idx, return_inverse=True)
-    good = np.isfinite(lc.flux_err) & (lc.flux_err > 0)
-    w = np.where(good, 1.0 / np.square(np.where(good, lc.flux_err, 1.0)), 0.0) if good.all() else np.ones(len(lc))
+    known = bool(np.all(np.isfinite(lc.flux_err) & (lc.flux_err > 0)))
+    w = 1.0 / np.square(lc.flux_err) if known else np.ones(len(lc))
     wsum = np.bincount(inv, w)
-    err = 1.0 / np.sqrt(wsum) if good.all() else np.full(len(wsum), np.nan)  # measured later if unknown
+    err = 1.0 / np.sqrt(wsum) if known else np.full(len(wsum), np.nan)  # measured later if unknown
     return LightCurve(np.bincount(inv, w * lc.time) / wsum, np.bincount(inv, w * lc.flux) / wsum, err, lc.name)

@@ -165,14 +165,19 @@ def _binned(x, y, lo, hi, bins) -> tuple[np.ndarray, float]:
     return np.interp(np.arange(bins), good, out[good]), len(good) / bins
 
 
-def _max_single_event_share(y, w, in_tr, epoch_no, outside_level) -> float:
-    """Largest per-transit share of sum(SES^2), SES = weighted deficit / error of one transit."""
+def _single_transits(y, w, in_tr, epoch_no, outside_level) -> tuple[np.ndarray, np.ndarray]:
+    """Each transit's weighted deficit below the out-of-transit level, and its summed weight
+    (empty when no point is in transit)."""
     if not in_tr.any():
-        return 1.0
+        return np.zeros(0), np.zeros(0)
     _, inv = np.unique(epoch_no[in_tr], return_inverse=True)
     wi, yi = w[in_tr], y[in_tr]
     wsum = np.bincount(inv, wi)
-    deficit = outside_level - np.bincount(inv, wi * yi) / wsum
+    return outside_level - np.bincount(inv, wi * yi) / wsum, wsum
+
+
+def _max_single_event_share(deficit: np.ndarray, wsum: np.ndarray) -> float:
+    """Largest per-transit share of sum(SES^2), SES = weighted deficit / error of one transit."""
     ses2 = np.square(np.clip(deficit, 0, None)) * wsum
     total = ses2.sum()
     return float(ses2.max() / total) if total > 0 else 1.0
@@ -198,18 +203,13 @@ def red_noise_factor(y, w, ph, q: float, outside_level: float, min_boxes: int = 
     return max(1.0, robust_std(z))
 
 
-def _transit_depth_spread(y, w, in_tr, epoch_no, outside_level, red: float) -> tuple[float, float]:
+def _transit_depth_spread(depth: np.ndarray, wsum: np.ndarray, red: float) -> tuple[float, float]:
     """How unequal the single transits are: chi^2 per degree of freedom of their depths about
     the mean (errors widened by the red-noise factor), and their spread relative to the mean
     depth. A planet's transits agree; two different planets' single transits, or an
     eclipsing binary folded at the wrong period, do not."""
-    if not in_tr.any():
+    if len(depth) < 3:  # fewer than three transits: nothing to compare
         return 0.0, 0.0
-    _, inv = np.unique(epoch_no[in_tr], return_inverse=True)
-    if inv.max() < 2:  # fewer than three transits: nothing to compare
-        return 0.0, 0.0
-    wsum = np.bincount(inv, w[in_tr])
-    depth = outside_level - np.bincount(inv, w[in_tr] * y[in_tr]) / wsum
     err = red / np.sqrt(wsum)
     mean = float(np.average(depth, weights=wsum))
     chi2 = float(np.sum(np.square((depth - mean) / err)) / (len(depth) - 1))
@@ -227,7 +227,8 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     epoch_no = np.round((t - T0) / P).astype(int)
     n_transits = len(np.unique(epoch_no[in_tr]))
     outside = float(np.average(y[~in_tr], weights=w[~in_tr])) if (~in_tr).any() else 0.0
-    single = _max_single_event_share(y, w, in_tr, epoch_no, outside)
+    transit_depths, transit_weights = _single_transits(y, w, in_tr, epoch_no, outside)
+    single = _max_single_event_share(transit_depths, transit_weights)
     odd = in_tr & (epoch_no % 2 == 1)
     even = in_tr & (epoch_no % 2 == 0)
     d_odd, e_odd = _box_depth(y[~even], w[~even], odd[~even])
@@ -238,7 +239,7 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     sec = d_sec / e_sec if np.isfinite(e_sec) and e_sec > 0 else 0.0
     red = red_noise_factor(y, w, ph, dur / P, outside)
     snr, oe, sec = snr / red, oe / red, sec / red
-    spread_chi2, spread = _transit_depth_spread(y, w, in_tr, epoch_no, outside, red)
+    spread_chi2, spread = _transit_depth_spread(transit_depths, transit_weights, red)
     scale = max(depth, 1e-6)
     oe_rel = abs(d_odd - d_even) / scale if np.isfinite(e_odd + e_even) else 0.0
     gv, coverage = _binned(ph, y, -0.5, 0.5, GLOBAL_BINS)

@@ -13,7 +13,7 @@ import torch
 
 from filters.transit.lightcurve import prepare
 from filters.transit.model import TransitCNN, TransitEnsemble, predict_logits, to_arrays
-from filters.transit.search import find_candidates, too_little_data, vet
+from filters.transit.search import find_candidates, too_little_data
 from filters.transit.simulate import DEFAULT_CADENCE_WEIGHTS, simulate
 
 
@@ -49,7 +49,7 @@ def _featurize(args):
             "label": int(bool(sim.label and period_matches(c.period, sim.period))),  # found where injected
             "snr": sim.snr_observed, "snr_expected": sim.snr_measured, "snr_white": sim.snr,
             "transits_observed": sim.transits_observed, "kind": sim.kind, "cadence": sim.cadence,
-            "depth": c.depth, "vetoed": int(bool(vet(c)))})
+            "depth": c.depth, "vetoed": int(bool(c.vetting))})
     return rows
 
 
@@ -126,14 +126,19 @@ def fit_ensemble(data: dict, members: int, epochs: int, seed: int, log=print) ->
     return ensemble.eval()
 
 
+def reported_logits(model, data: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The network's logits, and what the filter reports: vetted-out candidates sink below
+    any threshold."""
+    cnn = predict_logits(model, data["global"], data["local"], data["scalars"])
+    return cnn, np.where(data["vetoed"] == 1, VETOED_RAW, cnn)
+
+
 def evaluate(model, data: dict, calibration: dict) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from filters.evaluation import apply_isotonic, bootstrap_ci, recall_at_fpr, roc_auc_ci
 
-    cnn = predict_logits(model, data["global"], data["local"], data["scalars"])
-    # What the filter reports: vetted-out candidates (secondary eclipse, odd/even, depth) sink.
-    raw = np.where(data["vetoed"] == 1, VETOED_RAW, cnn)
+    cnn, raw = reported_logits(model, data)
     p = apply_isotonic(calibration, raw)
     y = data["injected"]  # truth: was a planet injected (missed searches count as misses)
     auc, lo, hi = roc_auc_ci(y, raw, n_boot=300)
@@ -202,8 +207,7 @@ def train_transit(out_dir: str, n_train: int = 4000, n_test: int = 1500, epochs:
     log(f"simulated and searched {len(train['label'])}/{len(valid['label'])}/{len(test['label'])} "
         f"light curves in {time.time() - t0:.0f}s")
     model = fit_ensemble(train, members, epochs=epochs, seed=seed, log=log)
-    raw_valid = predict_logits(model, valid["global"], valid["local"], valid["scalars"])
-    raw_valid = np.where(valid["vetoed"] == 1, VETOED_RAW, raw_valid)
+    _, raw_valid = reported_logits(model, valid)
     calibration = fit_isotonic(raw_valid, valid["injected"], smooth=True)
     metrics = evaluate(model, test, calibration)
     ev = {k: metrics.pop(k) for k in ("raw", "calibrated")}
