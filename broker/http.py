@@ -38,7 +38,7 @@ class HealthServer:
             return False, self.pipeline.fault
         waiting = self.pipeline.tracker.waiting_for()
         if waiting > self.pipeline.settings.timeouts.broker_probe_s:  # Kafka stalled mid-batch
-            return False, f"a batch's outputs unacknowledged for {waiting:.0f}s"
+            return False, f"waiting on Kafka (acks or commit) for {waiting:.0f}s"
         if not self.pipeline.assigned:
             return False, "no partitions assigned"
         failing = self.pipeline.filters.failing_for()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -118,21 +119,27 @@ class DeliveryTracker:
 
     def __init__(self, producer: Producer):
         self.producer = producer
-        self.waiting_since: float | None = None  # monotonic start of the current wait for acks
+        self.waiting_since: float | None = None  # monotonic start of the current wait on Kafka
+
+    @contextmanager
+    def blocked(self):
+        """Mark a call that waits on Kafka (acks, a synchronous commit): /readyz reads it."""
+        self.waiting_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.waiting_since = None
 
     def send_all(self, messages: list[Outgoing], timeout_s: float) -> list[tuple[Outgoing, KafkaError]]:
         failed: list[tuple[Outgoing, KafkaError]] = []
         deadline = time.monotonic() + timeout_s
-        self.waiting_since = time.monotonic()
-        try:
+        with self.blocked():
             for msg in messages:
                 self._produce(msg, failed, deadline)
             metrics.PRODUCER_QUEUE.set(len(self.producer))  # the batch's outputs waiting for acks
             while self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic()))) > 0:
                 if time.monotonic() >= deadline:
                     break
-        finally:
-            self.waiting_since = None
         if len(self.producer) > 0:
             # Unknown outcome past the deadline: the caller must not commit.
             log.error("producer flush timed out", extra={"queued": len(self.producer)})
@@ -140,7 +147,8 @@ class DeliveryTracker:
         return failed
 
     def waiting_for(self) -> float:
-        """Seconds the current batch's outputs have waited for acknowledgement (0 if none)."""
+        """Seconds the loop has waited on Kafka in its current call: a batch's acks or its
+        synchronous commit, which a stalled broker can hold for a minute (0 if none)."""
         since = self.waiting_since
         return 0.0 if since is None else time.monotonic() - since
 

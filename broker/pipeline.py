@@ -352,7 +352,8 @@ class Pipeline:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            with self.tracker.blocked():
+                self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() not in _REBALANCE_ERRORS:
                 # Kafka unreachable for a moment: the next batch's commit of these partitions

@@ -4,7 +4,10 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+from confluent_kafka import Producer
+
 from broker.http import HealthServer
+from broker.kafka_io import DeliveryTracker
 from broker.settings import Settings
 
 
@@ -44,4 +47,15 @@ def test_outputs_waiting_past_the_probe_interval_make_it_unready():
     metadata probe runs; the wait itself must turn /readyz (probe interval 5 s by default)."""
     assert _server(tracker=SimpleNamespace(waiting_for=lambda: 1.0)).ready()[0]
     ok, why = _server(tracker=SimpleNamespace(waiting_for=lambda: 6.0)).ready()
-    assert not ok and "unacknowledged" in why
+    assert not ok and "waiting on Kafka" in why
+
+
+def test_a_synchronous_commit_counts_as_waiting_on_kafka():
+    """A stopped broker holds a synchronous commit for minutes (measured: over 120 s with the
+    embedded broker under SIGSTOP); the commit runs inside ``blocked()`` so /readyz sees it."""
+    tracker = DeliveryTracker(Producer({"bootstrap.servers": "127.0.0.1:1"}))
+    assert tracker.waiting_for() == 0.0
+    with tracker.blocked():
+        time.sleep(0.05)
+        assert tracker.waiting_for() >= 0.05
+    assert tracker.waiting_for() == 0.0
