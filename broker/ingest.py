@@ -30,32 +30,53 @@ def build_decoder(settings: Settings) -> Decoder:
     return Decoder(SchemaResolver(registry), limits=limits, check_schema_name=survey_of_schema)
 
 
-def decode_messages(decoder: Decoder, messages: list, settings: Settings) -> Decoded:
-    out = Decoded()
+@dataclass
+class MessageOutcome:
+    """What one message decoded to; plain data, so a decode worker process can send it back."""
+    alerts: list[NormalisedAlert]
+    forward: list[bytes] | None = None  # per alert, for a multi-record file; None: the message's bytes
+    dead: tuple[str, str] | None = None  # (reason, text) when the message is a dead letter
+
+
+def decode_value(decoder: Decoder, value: bytes | None, settings: Settings,
+                 keep_cutouts: bool = True) -> MessageOutcome:
+    """One message's alerts, or its dead-letter reason; raises only :class:`TransientError`.
+    ``keep_cutouts`` False: stamps are checked against the size limit, then dropped (no
+    filter reads them; see ``Filter.cutouts``)."""
     lim = settings.limits
-    for m in messages:
-        value = m.value()
-        try:
-            decoded = decoder.decode(value)
-            # The padded light-curve arrays of a batch grow with its longest history.
-            alerts = [normalise(r, decoded, lim.max_history_points) for r in decoded.records]
-            for alert in alerts:
-                check_cutouts(alert, lim.max_cutout_bytes)
-        except DecodeError as exc:
-            out.dead.append((m, exc))
+    try:
+        decoded = decoder.decode(value)
+        # The padded light-curve arrays of a batch grow with its longest history.
+        alerts = [normalise(r, decoded, lim.max_history_points) for r in decoded.records]
+        for alert in alerts:
+            check_cutouts(alert, lim.max_cutout_bytes)
+            if not keep_cutouts:
+                alert.cutouts = {}
+    except DecodeError as exc:
+        return MessageOutcome([], dead=(exc.reason, str(exc)))
+    except TransientError:
+        raise
+    except Exception as exc:  # defence in depth: nothing a message holds may stop the stream
+        return MessageOutcome([], dead=("normalise_failed", f"{type(exc).__name__}: {str(exc)[:300]}"))
+    if len(alerts) == 1:
+        return MessageOutcome(alerts)
+    # One alert of a multi-record file is forwarded as its own single-record container.
+    return MessageOutcome(alerts, [encode_container(decoded.schema_text, [raw[a:b]])
+                                   for a, b, raw in decoded.record_spans])
+
+
+def assemble(messages: list, outcomes: list[MessageOutcome]) -> Decoded:
+    """The batch's :class:`Decoded` from its messages and their outcomes, in order."""
+    out = Decoded()
+    for m, o in zip(messages, outcomes, strict=True):
+        if o.dead is not None:
+            out.dead.append((m, DecodeError(*o.dead)))
             continue
-        except TransientError:
-            raise
-        except Exception as exc:  # defence in depth: nothing a message holds may stop the stream
-            out.dead.append((m, DecodeError("normalise_failed", f"{type(exc).__name__}: {str(exc)[:300]}")))
-            continue
-        multi = len(alerts) > 1
-        for j, alert in enumerate(alerts):
-            out.alerts.append(alert)
-            if multi:  # one alert of a multi-record file: its own single-record container
-                a, b, raw = decoded.record_spans[j]
-                out.forward.append(encode_container(decoded.schema_text, [raw[a:b]]))
-            else:
-                out.forward.append(value)
-            out.source.append(m)
+        out.alerts.extend(o.alerts)
+        out.forward.extend(o.forward if o.forward is not None else [m.value()] * len(o.alerts))
+        out.source.extend([m] * len(o.alerts))
     return out
+
+
+def decode_messages(decoder: Decoder, messages: list, settings: Settings, keep_cutouts: bool = True) -> Decoded:
+    return assemble(messages, [decode_value(decoder, m.value(), settings, keep_cutouts) for m in messages])

@@ -10,6 +10,9 @@ acknowledged by Kafka. Faults are sorted by whose they are:
 * final for the process (an output Kafka refused after librdkafka's retries, or no
   acknowledgement within ``timeouts.delivery_s``): :class:`DeliveryFailed`, exit non-zero
   without committing, and the batch is reprocessed after the restart (duplicates, never loss).
+Batches overlap by one step: batch N+1 is consumed and handed to the decode workers before
+batch N is scored, delivered and committed (broker/decode_pool.py). N+1 is uncommitted
+until its own turn, so a stop or a revocation meanwhile costs a re-read, never an alert.
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ from broker.batch import AlertBatch
 from broker.codec import DecodeError, TransientError
 from broker.exposure_runs import ExposureRuns
 from broker.filter_runner import FilterRunner
-from broker.ingest import Decoded, build_decoder, decode_messages
+from broker.decode_pool import DecodePool, PendingDecode
+from broker.ingest import Decoded
 from broker.kafka_io import PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer
 from broker.outputs import OutputBuilder, RunSummary
 from broker.schema_store import RegistryClient, RegistryRefused
@@ -55,9 +59,12 @@ class StartupError(RuntimeError):
 class Pipeline:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.decoder = build_decoder(settings)
         self.filters = FilterRunner(settings.enabled_filters(), settings.resolved_device(), settings.filter_options,
                                     deadline_s=settings.timeouts.filter_s)
+        self.decoding = DecodePool(settings, settings.batch.decode_workers,
+                                   keep_cutouts=any(f.impl.cutouts for f in self.filters.filters))
+        self.decoder = self.decoding.decoder
+        self._pending: PendingDecode | None = None  # consumed, decoding, scored next
         self.summary = RunSummary()
         b = settings.batch
         self.runs = ExposureRuns(any(f.impl.exposure_context for f in self.filters.filters),
@@ -112,12 +119,15 @@ class Pipeline:
         log.info("partitions assigned", extra={"partitions": sorted(self._assigned)})
 
     def _on_revoke(self, consumer, partitions) -> None:
-        # Batches are committed before the next poll and revocation runs inside poll, except
-        # while a batch waits out a transient fault: that batch is then dropped uncommitted.
+        # Revocation runs inside poll. A batch is committed before the poll after next; the
+        # batch consumed but not yet scored, and one waiting out a transient fault, are
+        # dropped uncommitted for the revoked partitions.
         metrics.REBALANCES.labels(kind="revoke").inc()
         self._assigned.difference_update((p.topic, p.partition) for p in partitions)
         metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
         self.runs.forget([(p.topic, p.partition) for p in partitions])
+        if self._pending is not None:  # consumed, not yet scored: the next owner reads it again
+            self._pending.drop((p.topic, p.partition) for p in partitions)
         self._last_activity = time.monotonic()
         log.info("partitions revoked", extra={"partitions": sorted((p.topic, p.partition) for p in partitions)})
 
@@ -176,22 +186,29 @@ class Pipeline:
             while not self._stop:
                 self.last_loop = time.monotonic()
                 t0 = time.perf_counter()
-                messages = self.consumer.consume(s.batch.max_alerts, s.batch.max_wait_ms / 1000)
+                # With a batch pending, take only what has already arrived: the pending batch
+                # waits for no one.
+                wait_s = 0.0 if self._pending is not None else s.batch.max_wait_ms / 1000
+                messages = self.consumer.consume(s.batch.max_alerts, wait_s)
                 self.runs.waited(time.perf_counter() - t0)
                 metrics.STAGE_SECONDS.labels(stage="poll").observe(time.perf_counter() - t0)
                 messages = [m for m in messages if self._usable(m)]
-                if messages or self.runs.held:
+                incoming = self.decoding.submit(messages) if messages else None  # decodes meanwhile
+                if messages:
+                    self._kafka_ok_at = time.monotonic()
+                    self._kafka_reachable()
+                    if self.summary.first_message_at is None:
+                        self.summary.first_message_at = time.time()
+                pending, self._pending = self._pending, incoming
+                if pending is not None or self.runs.held:
                     t1 = time.monotonic()
-                    if messages:
-                        self._kafka_ok_at = t1
-                        self._kafka_reachable()
-                        if self.summary.first_message_at is None:
-                            self.summary.first_message_at = time.time()
-                    else:  # only held exposure runs: Kafka may have stalled meanwhile
+                    if not messages:  # Kafka may have stalled meanwhile
                         self._probe_kafka()
-                    self.process(messages)
+                    self.process(pending)
                     self._last_activity = time.monotonic()
                     self.summary.processing_seconds += self._last_activity - t1
+                    continue
+                if incoming is not None:
                     continue
                 self._probe_kafka()
                 if self._idle_for() > (s.exit_when_idle_s if s.exit_when_idle_s is not None else float("inf")):
@@ -230,6 +247,9 @@ class Pipeline:
         return waited if self._assigned else max(0.0, waited - self.settings.timeouts.group_wait_s)
 
     def close(self) -> None:
+        # A batch consumed but not scored when the loop stopped stays uncommitted: the next
+        # owner of its partitions reads it again.
+        self.decoding.close()
         self.producer.flush(min(5.0, self.settings.shutdown_deadline_s))
         self.consumer.close()  # leaves the group so partitions move on at once
 
@@ -243,13 +263,14 @@ class Pipeline:
         return False
 
     # -- one batch -------------------------------------------------------------------------
-    def process(self, messages: list) -> None:
-        """One batch: the new ``messages`` plus any exposure runs held from earlier ones."""
+    def process(self, pending: PendingDecode | None) -> None:
+        """One batch: the ``pending`` messages plus any exposure runs held from earlier ones."""
+        messages = pending.messages if pending is not None else []
         for m in messages:
             metrics.CONSUMED.labels(topic=m.topic()).inc()
         metrics.BATCH_SIZE.observe(len(messages))
         t0 = time.perf_counter()
-        decoded = self._decode_or_wait(messages) if messages else Decoded()
+        decoded = self._decode_or_wait(pending) if messages else Decoded()
         if decoded is None:
             return  # stopped or revoked while waiting: uncommitted, the owner reprocesses
         self.runs.add(decoded, messages, time.monotonic())
@@ -290,13 +311,13 @@ class Pipeline:
         log.info("batch committed", extra={"messages": len(messages), "alerts": batch.n,
                                            "dead_letters": len(decoded.dead), "held": self.runs.held})
 
-    def _decode_or_wait(self, messages: list) -> Decoded | None:
-        """Decode the batch; on a transient fault pause consumption and try again with backoff."""
+    def _decode_or_wait(self, pending: PendingDecode) -> Decoded | None:
+        """The batch decoded; on a transient fault pause consumption and try again with backoff."""
         delay = self.settings.timeouts.backoff_initial_s
-        partitions = {(m.topic(), m.partition()) for m in messages}
+        partitions = {(m.topic(), m.partition()) for m in pending.messages}
         while True:
             try:
-                decoded = decode_messages(self.decoder, messages, self.settings)
+                decoded = self.decoding.result(pending)
                 if self.outputs.annotation_schema_id is None:  # unreachable at start-up
                     self.outputs.annotation_schema_id = self.register_annotation_schema()
             except TransientError as exc:
@@ -307,6 +328,7 @@ class Pipeline:
                     log.warning("batch dropped uncommitted while waiting", extra={"stopping": self._stop})
                     return None
                 delay = min(delay * 2, self.settings.timeouts.backoff_max_s)
+                pending = self.decoding.submit(pending.messages)
                 continue
             if self.fault and self.fault.startswith("schema registry"):
                 log.info("transient fault over", extra={"fault": self.fault})

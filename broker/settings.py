@@ -90,6 +90,9 @@ class RouteRule(_Section):
 class BatchSettings(_Section):
     max_alerts: int = Field(500, ge=1)
     max_wait_ms: int = Field(200, ge=1)  # a batch waits at most this for more alerts (latency)
+    # Worker processes that decode the next batch while this one is scored (broker/decode_pool.py);
+    # 0 decodes in the pipeline's own process. Each worker costs ~100 MB and most of a core.
+    decode_workers: int = Field(1, ge=0, le=64)
     # Whole exposure runs for filters that declare exposure_context (broker/exposure_runs.py):
     # a partition's last run is held until the next exposure starts, or the partition has been
     # quiet this long (seconds spent waiting for messages; 0 turns holding off), or the run is

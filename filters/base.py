@@ -67,6 +67,10 @@ class Filter(ABC):
     # holds an exposure's alerts until the run is complete (``broker/exposure_runs.py``) and
     # never chunks the batch (``max_batch`` must stay None).
     exposure_context: ClassVar[bool] = False
+    # True when ``score`` reads stamps (``batch.cutout``). Without one such filter the decode
+    # stage drops cutouts once their size is checked: they are most of an alert's bytes, and
+    # the original bytes, stamps included, are what filtered topics forward anyway.
+    cutouts: ClassVar[bool] = False
     # Optional commands: a module with ``train(argv) -> int`` and/or ``score(argv) -> int``
     # (``alert-broker train|score NAME ...``) and ``bench(device) -> dict`` (``alert-broker
     # bench``). The CLI finds them here, so it never imports a filter by name.

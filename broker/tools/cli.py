@@ -93,6 +93,8 @@ def _cmd_run(args) -> int:
                                "first_message_at": summary.first_message_at,
                                "last_commit_at": summary.last_commit_at,
                                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                               "worker_peak_rss_mib": round(pipeline.decoding.worker_peak_rss_mib, 1),
+                               "decode_workers": settings.batch.decode_workers,
                                "stage_seconds": metrics.stage_totals()})
     return 0
 

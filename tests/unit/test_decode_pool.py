@@ -1,0 +1,84 @@
+"""Decoding in worker processes gives exactly what decoding in the pipeline's process gives,
+survives a worker's death, and leaves out the partitions revoked while a batch decoded."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from broker.decode_pool import DecodePool
+from broker.ingest import build_decoder, decode_messages
+from broker.settings import Settings
+from broker.tools.replay import iter_payloads, messages_for
+from tests.faults.fuzz import Message
+from tests.faults.poison import MAKERS, build
+
+FIXTURES = "tests/fixtures/alerts"
+
+
+class PartitionedMessage(Message):
+    def __init__(self, value: bytes, partition: int):
+        super().__init__(value)
+        self._partition = partition
+
+    def partition(self):
+        return self._partition
+
+
+@pytest.fixture(scope="module")
+def batch() -> list[PartitionedMessage]:
+    """Real alerts of both surveys and every poison message, spread over two partitions."""
+    values = [v for _, data in iter_payloads([FIXTURES]) for v in messages_for(data, build_decoder(Settings.load(None)))]
+    values += [build(kind) for kind in sorted(MAKERS) if kind != "huge"]
+    return [PartitionedMessage(v, i % 2) for i, v in enumerate(values)]
+
+
+def _summary(decoded) -> tuple:
+    return ([(a.survey, a.alert_id, len(a.lc_time)) for a in decoded.alerts], decoded.forward,
+            [m.partition() for m in decoded.source], [(m.value(), e.reason) for m, e in decoded.dead])
+
+
+@pytest.fixture(scope="module")
+def pool():
+    pool = DecodePool(Settings.load(None), workers=2)
+    yield pool
+    pool.close()
+
+
+def test_workers_decode_as_the_pipeline_process_does(batch, pool):
+    settings = Settings.load(None)
+    local = decode_messages(build_decoder(settings), batch, settings)
+    assert local.alerts and local.dead  # the batch has both kinds
+    assert _summary(pool.decode(batch)) == _summary(local)
+
+
+def test_a_dead_worker_costs_a_retry_not_the_batch(batch, pool):
+    pending = pool.submit(batch)
+    for pid in list(pool._pool._processes):  # what the kernel's OOM killer would do
+        os.kill(pid, signal.SIGKILL)
+    settings = Settings.load(None)
+    assert _summary(pool.result(pending)) == _summary(decode_messages(build_decoder(settings), batch, settings))
+    assert pool.decode(batch[:3]).alerts  # the fresh workers go on
+
+
+def test_revoked_partitions_leave_the_pending_batch(batch, pool):
+    pending = pool.submit(batch)
+    pending.drop([("fuzz", 1)])
+    decoded = pool.result(pending)
+    out = {id(m) for m in decoded.source} | {id(m) for m, _ in decoded.dead}
+    assert out == {id(m) for m in batch if m.partition() == 0}
+
+
+def test_stamps_are_size_checked_then_dropped_when_no_filter_reads_them(batch):
+    settings = Settings.load(None, limits={"max_cutout_bytes": 2000})
+    kept = decode_messages(build_decoder(settings), batch, settings)
+    pool = DecodePool(settings, workers=1, keep_cutouts=False)
+    try:
+        dropped = pool.decode(batch)
+    finally:
+        pool.close()
+    assert any(e.reason == "cutout_too_large" for _, e in kept.dead)
+    assert _summary(dropped)[0] == _summary(kept)[0] and _summary(dropped)[3] == _summary(kept)[3]
+    assert any(a.cutouts for a in kept.alerts) and not any(a.cutouts for a in dropped.alerts)
+    assert pool.worker_peak_rss_mib > 0
