@@ -32,6 +32,7 @@ from broker.exposure_runs import ExposureRuns
 from broker.filter_runner import FilterRunner
 from broker.decode_pool import DecodePool, PendingDecode
 from broker.ingest import Decoded
+from broker.lag import publish_lag, unread
 from broker.kafka_io import PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer
 from broker.outputs import OutputBuilder, RunSummary
 from broker.schema_store import RegistryClient, RegistryRefused
@@ -65,6 +66,7 @@ class Pipeline:
                                    keep_cutouts=any(f.impl.cutouts for f in self.filters.filters))
         self.decoder = self.decoding.decoder
         self._pending: PendingDecode | None = None  # consumed, decoding, scored next
+        self._behind_since: float | None = None  # idle with messages unread, since
         self.summary = RunSummary()
         b = settings.batch
         self.runs = ExposureRuns(any(f.impl.exposure_context for f in self.filters.filters),
@@ -195,7 +197,7 @@ class Pipeline:
                 messages = [m for m in messages if self._usable(m)]
                 incoming = self.decoding.submit(messages) if messages else None  # decodes meanwhile
                 if messages:
-                    self._kafka_ok_at = time.monotonic()
+                    self._kafka_ok_at, self._behind_since = time.monotonic(), None
                     self._kafka_reachable()
                     if self.summary.first_message_at is None:
                         self.summary.first_message_at = time.time()
@@ -212,8 +214,9 @@ class Pipeline:
                     continue
                 self._probe_kafka()
                 if self._idle_for() > (s.exit_when_idle_s if s.exit_when_idle_s is not None else float("inf")):
-                    log.info("inputs idle, stopping", extra={"idle_s": s.exit_when_idle_s})
-                    break
+                    if self._caught_up():
+                        log.info("inputs idle, stopping", extra={"idle_s": s.exit_when_idle_s})
+                        break
         finally:
             self.close()
             self.summary.seconds = time.monotonic() - start
@@ -245,6 +248,21 @@ class Pipeline:
         must not keep ``--exit-when-idle`` from ending the process."""
         waited = time.monotonic() - self._last_activity
         return waited if self._assigned else max(0.0, waited - self.settings.timeouts.group_wait_s)
+
+    def _caught_up(self) -> bool:
+        """Nothing left unread in the partitions held, or no sign of progress for
+        ``timeouts.group_wait_s`` while behind (a fetch that never starts; a transactional
+        input's last commit marker, which the position never passes)."""
+        behind = unread(self.consumer, self._assigned) if self._assigned else {}
+        if not behind:
+            return True
+        if self._behind_since is None:
+            self._behind_since = time.monotonic()
+        given_up = time.monotonic() - self._behind_since > self.settings.timeouts.group_wait_s
+        log.warning("idle with messages left unread" + ("; stopping anyway" if given_up else "; reading on"),
+                    extra={"unread": {f"{t}/{p}": n for (t, p), n in sorted(behind.items())}})
+        self._last_activity = time.monotonic()  # look again after another idle period
+        return given_up
 
     def close(self) -> None:
         # A batch consumed but not scored when the loop stopped stays uncommitted: the next
@@ -393,13 +411,5 @@ class Pipeline:
         self._kafka_ok_at = time.monotonic()
         for tp in offsets:
             metrics.COMMITTED_OFFSET.labels(topic=tp.topic, partition=str(tp.partition)).set(tp.offset)
-        self._update_lag(offsets)
+        publish_lag(self.consumer, offsets)
 
-    def _update_lag(self, offsets: list[TopicPartition]) -> None:
-        for tp in offsets:
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, timeout=0.5, cached=True)
-            except Exception:
-                continue
-            if high >= 0:
-                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - tp.offset))

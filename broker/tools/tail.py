@@ -40,19 +40,31 @@ def describe(value: bytes | None, headers: list[tuple[str, bytes]] | None) -> di
 
 
 def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 60.0) -> list:
-    """Every message of ``topic``, by direct assignment (no group join), until it goes quiet.
+    """Every message of ``topic``, by direct assignment (no group join): until each partition
+    has reached the last record batch written before the call, and then a quiet ``idle_s``.
 
-    Tansu's high watermarks are not exact, so the end is found by a quiet period.
+    A quiet period alone ends too soon when a partition's fetch starts late (a loaded
+    machine, a broker with many topics). Tansu's high watermark is one past the last
+    batch's *first* record, so reaching it is not the end: the rest of that batch comes
+    in the same fetch, and the quiet period covers it.
     """
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
                   "log.connection.close": False})
     try:
         meta = c.list_topics(topic, timeout=10).topics[topic]
+        last_batch = {}
+        for p in meta.partitions:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                last_batch[p] = high - 1
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
         out = []
         start = last = time.monotonic()
-        while time.monotonic() - last < idle_s and time.monotonic() - start < timeout_s:
+        while time.monotonic() - start < timeout_s and (last_batch or time.monotonic() - last < idle_s):
             got = [m for m in c.consume(500, 0.5) if m.error() is None]
+            for m in got:
+                if m.offset() >= last_batch.get(m.partition(), m.offset() + 1):
+                    del last_batch[m.partition()]
             if got:
                 out.extend(got)
                 last = time.monotonic()

@@ -139,6 +139,33 @@ class PipelineProc:
             return -1
 
 
+def where_lost(bootstrap: str, topic: str, group: str, ann: str, procs: list[PipelineProc]) -> str:
+    """For a failed ledger: per partition, the group's committed offset, the last input and
+    the inputs with no annotation; then each member's partition events."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    inputs = read_topic(bootstrap, topic)
+    annotated = {(a["source_partition"], a["source_offset"]) for a in
+                 (decode_annotation(m.value()) for m in read_topic(bootstrap, ann))}
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = sorted({m.partition() for m in inputs})
+        committed = {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in parts], 10)}
+    finally:
+        c.close()
+    out = []
+    for part in parts:
+        missing = sorted(m.offset() for m in inputs if m.partition() == part and (part, m.offset()) not in annotated)
+        last = max(m.offset() for m in inputs if m.partition() == part)
+        span = f"{missing[0]}..{missing[-1]} ({len(missing)})" if missing else "none"
+        out.append(f"partition {part}: committed {committed.get(part)}, last input {last}, unannotated {span}")
+    for i, p in enumerate(procs):
+        events = [(e["ts"], e["msg"], e.get("partitions")) for e in p.events("partitions assigned") + p.events("partitions revoked")]
+        out.append(f"member {i} (rc {p.proc.returncode}): " + "; ".join(
+            f"{ts:.1f} {msg.split()[1]} {sorted(q for _, q in parts_ or [])}" for ts, msg, parts_ in sorted(events)))
+    return "\n".join(out)
+
+
 def supervise(make, max_restarts: int = 10, timeout_s: float = 300.0) -> tuple[int, list[PipelineProc]]:
     """Run pipelines until one exits 0, restarting on a non-zero exit as Kubernetes would."""
     procs = []

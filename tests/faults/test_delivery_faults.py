@@ -15,7 +15,7 @@ from broker.tools.replay import replay
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings
 from tests.conftest import FIXTURES, SHARED
-from tests.faults.harness import PipelineProc, kill9, ledger, supervise
+from tests.faults.harness import PipelineProc, kill9, ledger, supervise, where_lost
 
 BATCH = 40  # ALERT_BROKER__BATCH__MAX_ALERTS in PipelineProc
 
@@ -122,7 +122,12 @@ def test_rebalance_storm_with_three_pipelines(kafka):
     topic, ann, dlq, group = names("f.storm")
     ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), [topic], partitions=6)
     env = {"ALERT_BROKER__BATCH__MAX_ALERTS": "10"}
-    make = lambda: PipelineProc(kafka.bootstrap, topic, group, ann, dlq, env=env, idle_s=10)  # noqa: E731
+    everyone: list[PipelineProc] = []
+
+    def make() -> PipelineProc:
+        everyone.append(PipelineProc(kafka.bootstrap, topic, group, ann, dlq, env=env, idle_s=10))
+        return everyone[-1]
+
     running = [make(), make()]
     feeder = threading.Thread(target=feed, args=(kafka.bootstrap, topic, 6, 30.0, 2))
     feeder.start()
@@ -145,4 +150,5 @@ def test_rebalance_storm_with_three_pipelines(kafka):
         assert p.wait(240) == 0, p.log_tail()
     restarts, _ = supervise(make)  # whatever was left uncommitted by the last leavers
     line, _, _ = ledger(f"rebalance storm ({changes} membership changes)", kafka.bootstrap, topic, ann, dlq, restarts)
+    print(where_lost(kafka.bootstrap, topic, group, ann, everyone))  # shown on a failure
     assert changes >= 5 and line.lost == 0

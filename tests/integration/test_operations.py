@@ -192,3 +192,31 @@ def test_an_output_kafka_refuses_becomes_a_dead_letter(kafka, tmp_path):
         h = dict(m.headers())
         assert h["alert-broker.dlq.reason"] == b"output_refused" and b"ops.big.good" in h["alert-broker.dlq.error"]
         assert len(m.value()) == 10000 and int(h["alert-broker.dlq.original_bytes"]) in sizes
+
+
+def test_idle_is_not_caught_up_until_the_backlog_is_read(kafka):
+    """``--exit-when-idle`` asks lag.unread before stopping: a partition whose fetch has not
+    started counts from the committed (here: earliest) offset, and nothing is left once read."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from broker.lag import unread
+
+    topic = "ops.unread"
+    ensure_topics(KafkaSettings(bootstrap=kafka.bootstrap), [topic], partitions=2)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for i in range(3):  # one record batch each: Tansu's high watermark is the last batch's base offset + 1
+        producer.produce(topic, value=b"x%d" % i, partition=0)
+        assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "ops.unread-group",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        assigned = {(topic, 0), (topic, 1)}
+        assert unread(consumer, assigned) == {(topic, 0): 3}
+        got, deadline = [], time.monotonic() + 30
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += [m for m in consumer.consume(10, 1.0) if m.error() is None]
+        assert len(got) == 3
+        assert unread(consumer, assigned) == {}
+    finally:
+        consumer.close()
