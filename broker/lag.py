@@ -24,7 +24,7 @@ def publish_lag(consumer, committed: list[TopicPartition]) -> None:
     for tp in committed:
         try:
             _low, high = consumer.get_watermark_offsets(tp, timeout=0.5, cached=True)
-        except KafkaException:
+        except Exception:  # a gauge never stops a commit
             continue
         if high >= 0:
             metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - tp.offset))

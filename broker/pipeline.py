@@ -253,7 +253,7 @@ class Pipeline:
         """Nothing left unread in the partitions held, or no sign of progress for
         ``timeouts.group_wait_s`` while behind (a fetch that never starts; a transactional
         input's last commit marker, which the position never passes)."""
-        behind = unread(self.consumer, self._assigned) if self._assigned else {}
+        behind = unread(self.consumer, self._assigned)
         if not behind:
             return True
         if self._behind_since is None:

@@ -63,7 +63,7 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float
         while time.monotonic() - start < timeout_s and (last_batch or time.monotonic() - last < idle_s):
             got = [m for m in c.consume(500, 0.5) if m.error() is None]
             for m in got:
-                if m.offset() >= last_batch.get(m.partition(), m.offset() + 1):
+                if m.partition() in last_batch and m.offset() >= last_batch[m.partition()]:
                     del last_batch[m.partition()]
             if got:
                 out.extend(got)
