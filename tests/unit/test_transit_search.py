@@ -82,11 +82,13 @@ def test_noise_comes_from_the_light_curve_not_the_file():
 def test_development_set_manifest_is_complete_and_readable():
     rows = manifest()
     classes = {r["class"] for r in rows}
-    assert {"planet_host", "eclipsing_binary"} <= classes and len(rows) >= 15
+    assert {"planet_host", "eclipsing_binary", "flaring_star", "pulsator"} <= classes and len(rows) >= 30
     for r in rows:
         assert r["repository"] and len(r["commit"]) == 40 and r["path"]
         lc = load(DEVSET / r["file"])
         assert len(lc) > 1000 and np.all(lc.flux > 0)
+        if r["file"].endswith(".npz"):  # stored as relative flux (magnitudes converted)
+            assert 0.5 < np.median(lc.flux) < 2
         if r["class"] == "planet_host":
             assert [float(p) for p in r["known_periods_days"].split(";")]
     assert matches_known(20.11, [10.05]) and not matches_known(12.0, [10.05])

@@ -3,7 +3,9 @@ public repositories below brought here by the tool library's ``fetch``; kept as 
 
 Every file is a real light curve, unchanged except: rows the source marks as unusable stay
 out only where the reader would drop them anyway, the Kepler eclipsing binaries are cut to
-their first 90 days (a quarter; their periods are under a day), and values are stored as
+their first 90 days (a quarter; their periods are under a day), the two shorter-listed
+pulsators to their first year, magnitudes (the maelstrom paper/data files) turned into relative flux
+(10**(-0.4 mag)), and values are stored as
 float64 time and float32 flux in ``.npz`` to keep the repository small (the TESS mission
 files are kept whole, gzipped). Known periods and
 classes come from the sources named in MANIFEST.csv.
@@ -40,6 +42,36 @@ SOURCES = [
      "tutorials/14_finding_and_fitting_TOI_540/TIC_200322593_spoc_pdcsap.csv",
      "81e37ab16c28648858e4d9188182949023465f58", "Earth-sized planet around a nearby M dwarf (Ment et al. 2021)"),
 ]
+# Stars with flares (and spots), with no known transiting companion: TESS S2 2-min light curves of
+# the stars with most flares in the stella tutorial, flare counts from the Guenther et al. (2020)
+# catalogue that tutorial ships (docs/getting_started/Guenther_2020_flare_catalog.txt).
+STELLA = "6b2764c68d79fbebfb88d3956c5f74b0c2e34d7b"
+for tic, flares in ((2760232, 18), (2761472, 22), (5640393, 22), (5656273, 27), (5676537, 13)):
+    SOURCES.append((f"flare_tic{tic}.npz", f"TIC {tic}", "TESS S2, 2 min", "flaring_star", "", "afeinstein20/stella",
+                    f"docs/getting_started/{tic:09d}_sector02.npy", STELLA,
+                    f"{flares} flares in this sector in the Guenther et al. (2020) TESS flare catalogue"))
+ALLES = "81e37ab16c28648858e4d9188182949023465f58"
+SOURCES += [
+    ("gj_1243.npz", "GJ 1243 (TIC 273589987)", "2-min sampling, 1.7 d (times BJD 2456518-20)", "flaring_star", "", "MNGuenther/allesfitter",
+     "paper/GJ_1243/allesfit_0/TESS.csv", ALLES,
+     "flaring, spotted M dwarf rotating in 0.59 d (fitted with spots and 3 flares in the allesfitter paper); "
+     "a 1.7-day window"),
+    ("koi_1003.npz", "KOI-1003 (TIC 122374527)", "Kepler Q2", "eclipsing_binary", "8.360613", "MNGuenther/allesfitter",
+     "paper/KOI-1003/Kepler_Q2.csv", ALLES,
+     "eclipsing binary with spots and flares; period from the allesfitter paper's fit (paper/KOI-1003/allesfit)"),
+    ("toi_270.npz", "TOI-270 (TIC 259377017)", "TESS S3-5, 2 min", "planet_host", "3.360080;5.660172;11.38014",
+     "MNGuenther/allesfitter", "tutorials/17_plotting/TESS.csv", ALLES,
+     "three small planets around an M dwarf (Guenther et al. 2019); the tutorial names the file a TOI-270 light curve"),
+]
+# delta Scuti pulsators in non-eclipsing binaries (pulsation timing; Murphy et al.), 4-year Kepler
+# light curves in magnitudes from the maelstrom paper; the first three are its case studies.
+MAELSTROM = "439485ea1972a77f6058ffd6af9a5737af7bee5b"
+for kic, path in ((9651065, "paper/lc/9651065_lc.txt"), (6780873, "paper/lc/6780873_lc.txt"),
+                  (10080943, "paper/lc/10080943_lc.txt"), (4471379, "paper/data/kic4471379_lc.txt"),
+                  (5709664, "paper/data/kic5709664_lc.txt")):
+    SOURCES.append((f"pulsator_kic{kic}.npz", f"KIC {kic}", "Kepler LC, Q0-17" if "paper/lc" in path
+                    else "Kepler LC, first year", "pulsator", "", "danhey/maelstrom", path, MAELSTROM,
+                    "delta Scuti pulsator in a binary found by pulsation timing (maelstrom paper); no eclipses"))
 # Mission files kept whole, gzipped: they exercise the FITS reader (PDCSAP, QUALITY flags).
 FITS_SOURCES = [
     ("gj_357.fits.gz", "GJ 357 (TIC 413248763)", "TESS S8, 2 min", "planet_host", "3.93072", "hpparvi/PyTransit",
@@ -66,7 +98,8 @@ def _git_show(repo: str, path: str, commit: str) -> bytes:
 
 def _columns(raw: bytes, path: str) -> np.ndarray:
     if path.endswith(".npy"):
-        return np.load(io.BytesIO(raw))
+        a = np.load(io.BytesIO(raw))
+        return a.T if a.shape[0] <= 3 < a.shape[1] else a  # stella stores rows (time, flux, error)
     rows = []
     for line in raw.decode().splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
@@ -84,6 +117,9 @@ def build() -> None:
         w = csv.writer(fh)
         w.writerow(["file", "target", "mission", "class", "known_periods_days", "repository", "path", "commit", "note"])
         for file, target, mission, cls, periods, repo, path, commit, note in FITS_SOURCES + SOURCES:
+            if (HERE / file).exists():  # made before: rebuilding would only churn the bytes
+                w.writerow([file, target, mission, cls, periods, repo, path, commit, note])
+                continue
             raw = _git_show(repo, path, commit)
             if file.endswith(".fits.gz"):
                 with gzip.open(HERE / file, "wb", compresslevel=9) as out:
@@ -93,8 +129,12 @@ def build() -> None:
             a = _columns(raw, path)
             t, f = a[:, 0], a[:, 1]
             e = a[:, 2] if a.shape[1] > 2 else np.full(len(t), np.nan)
-            if cls == "eclipsing_binary":
-                keep = t < np.nanmin(t) + 90
+            if repo == "danhey/maelstrom" and np.nanmedian(f) < 0.5:  # paper/data/: magnitudes about zero
+                f = 10 ** (-0.4 * f)
+                e = np.abs(f * e * 0.4 * np.log(10)) if a.shape[1] > 2 else e
+            span = 90 if file.startswith("kepler_eb_") else 365 if mission.endswith("first year") else None
+            if span:
+                keep = t < np.nanmin(t) + span
                 t, f, e = t[keep], f[keep], e[keep]
             np.savez_compressed(HERE / file, time=t.astype(np.float64), flux=f.astype(np.float32),
                                 flux_err=e.astype(np.float32))
