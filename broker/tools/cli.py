@@ -61,9 +61,8 @@ def _settings_from(args):
 
 
 def _cmd_run(args) -> int:
-    import resource
-
     from broker import metrics
+    from broker.decode_pool import peak_rss_mib
     from broker.http import HealthServer
     from broker.pipeline import EXIT_DELIVERY_FAILED, DeliveryFailed, Pipeline, StartupError
 
@@ -92,7 +91,7 @@ def _cmd_run(args) -> int:
                                "join_seconds": summary.join_seconds,
                                "first_message_at": summary.first_message_at,
                                "last_commit_at": summary.last_commit_at,
-                               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                               "peak_rss_mib": round(peak_rss_mib(), 1),
                                "worker_peak_rss_mib": round(pipeline.decoding.worker_peak_rss_mib, 1),
                                "decode_workers": settings.batch.decode_workers,
                                "stage_seconds": metrics.stage_totals()})
