@@ -104,11 +104,16 @@ def vet(c: Candidate) -> list[str]:
 EB_TELLS = ("secondary_eclipse", "odd_even_depths", "brighter_at_half_phase", "too_deep_for_a_planet")
 
 
+def is_binary(c: Candidate) -> bool:
+    """Whether the candidate fails one of the eclipsing-binary tells (not only a transit-shape test)."""
+    return any(t in EB_TELLS for t in vet(c))
+
+
 def vet_star(cands: list[Candidate]) -> None:
     """Each candidate's vetting: its own tests, and for the weaker ones of a star whose
     strongest signal is an eclipsing binary, ``star_is_eclipsing_binary`` (what stays after
     masking a binary's eclipses is its residue, and scored 0.55 on a real Kepler binary)."""
-    binary = bool(cands) and any(t in EB_TELLS for t in vet(cands[0]))
+    binary = bool(cands) and is_binary(cands[0])
     for k, c in enumerate(cands):
         c.vetting = vet(c) + (["star_is_eclipsing_binary"] if binary and k > 0 else [])
 
@@ -273,7 +278,7 @@ def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu"
         res = refine(cur.time, cur.flux, cur.flux_err, res, device=device)
         if not any(same_signal(res.period, c.period) for c in out):
             out.append(describe(cur, res))
-            if len(out) == 1 and any(t in EB_TELLS for t in vet(out[0])):
+            if len(out) == 1 and is_binary(out[0]):
                 break  # vet_star rules out every later candidate of a binary: no need to search for them
             if out[-1].snr < SEARCH_ON_SNR:
                 break  # the strongest signal left is noise: the next searches find weaker ones
