@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import logging
 import math
 import numbers
 import operator
@@ -21,9 +22,11 @@ import fastavro
 import numpy as np
 
 from broker import __version__
-from broker.schema_store import SCHEMAS_DIR
+from broker.schema_store import SCHEMAS_DIR, RegistryClient
 
 ANNOTATION_SCHEMA_ID = 1_000_001
+log = logging.getLogger(__name__)
+
 ANNOTATION_SCHEMA_PATH = SCHEMAS_DIR / "output" / "annotation" / "1" / "annotation.avsc"
 ANNOTATION_SCHEMA = fastavro.parse_schema(json.loads(ANNOTATION_SCHEMA_PATH.read_text()), named_schemas={})
 HEADER_ANNOTATION = "alert-broker.annotation"
@@ -209,3 +212,12 @@ def annotation_headers(annotation: dict) -> list[tuple[str, bytes]]:
         ("alert-broker.object_id", annotation["object_id"].encode()),
         (HEADER_ANNOTATION, json.dumps(annotation, separators=(",", ":")).encode()),
     ]
+
+
+def register_annotation_schema(registry, subject: str, timeout_s: float) -> int:
+    """Register the annotation schema under ``subject`` with the configured schema registry
+    (``SchemaRegistrySettings``); its id. Raises RegistryRefused or TransientError."""
+    client = RegistryClient(registry.url, registry.username, registry.secret(), timeout_s=timeout_s)
+    schema_id = client.register(subject, ANNOTATION_SCHEMA_PATH.read_text())
+    log.info("annotation schema registered", extra={"subject": subject, "schema_id": schema_id})
+    return schema_id

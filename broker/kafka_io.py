@@ -59,6 +59,10 @@ def _common(kafka: KafkaSettings) -> dict:
 
 
 def make_consumer(kafka: KafkaSettings, group_id: str, **extra) -> Consumer:
+    return Consumer(consumer_config(kafka, group_id, **extra))
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str, **extra) -> dict:
     conf = _common(kafka)
     conf.update(
         {
@@ -81,7 +85,7 @@ def make_consumer(kafka: KafkaSettings, group_id: str, **extra) -> Consumer:
     )
     conf.update(kafka.consumer_extra)
     conf.update(extra)
-    return Consumer(conf)
+    return conf
 
 
 def make_producer(kafka: KafkaSettings, delivery_timeout_s: float = 30.0,
@@ -196,3 +200,13 @@ def ensure_topics(kafka: KafkaSettings, topics: list[str], partitions: int = 1) 
         except Exception as exc:
             if getattr(exc.args[0], "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+
+
+def usable(m) -> bool:
+    """A message, not an event: end of partition is dropped quietly, other errors logged."""
+    err = m.error()
+    if err is None:
+        return True
+    if err.code() != KafkaError._PARTITION_EOF:
+        log.warning("consumer error", extra={"error": str(err)})
+    return False

@@ -17,15 +17,13 @@ until its own turn, so a stop or a revocation meanwhile costs a re-read, never a
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import threading
 import time
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from broker import metrics
-from broker.annotations import ANNOTATION_SCHEMA_PATH
+from broker.annotations import register_annotation_schema
 from broker.batch import AlertBatch
 from broker.codec import DecodeError, TransientError
 from broker.exposure_runs import ExposureRuns
@@ -33,10 +31,12 @@ from broker.filter_runner import FilterRunner
 from broker.decode_pool import DecodePool, PendingDecode
 from broker.ingest import Decoded
 from broker.lag import publish_lag, unread
-from broker.kafka_io import PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer
+from broker.kafka_io import (PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer,
+                             usable)
 from broker.outputs import OutputBuilder, RunSummary
-from broker.schema_store import RegistryClient, RegistryRefused
+from broker.schema_store import RegistryRefused
 from broker.settings import Settings
+from broker.shutdown import Shutdown
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ _REBALANCE_ERRORS = {
     KafkaError._NO_OFFSET, KafkaError._STATE,
 }
 EXIT_DELIVERY_FAILED = 3  # outputs not acknowledged: nothing committed, restart reprocesses
-EXIT_ABANDONED = 4  # shutdown deadline passed mid-batch: nothing committed for it
 MIN_LIVENESS_S = 60.0  # /healthz never fails sooner than this after the loop last turned
 
 
@@ -73,7 +72,7 @@ class Pipeline:
                                  b.exposure_quiet_s, b.exposure_max_hold_s, b.exposure_max_alerts)
         self.outputs = OutputBuilder(settings, [(f.name, f.version) for f in self.filters.filters], self.summary,
                                      self.decoder)
-        self._stop = False
+        self.shutdown = Shutdown(settings.shutdown_deadline_s)
         self._assigned: set[tuple[str, int]] = set()
         self._joined = False  # the idle clock starts once the group has given us a share
         self._last_activity = self._started = time.monotonic()
@@ -87,20 +86,12 @@ class Pipeline:
 
     # -- lifecycle -------------------------------------------------------------------------
     def request_stop(self, *_args) -> None:
-        """Finish the batch in flight, flush, commit, leave the group; abandon at the deadline."""
-        if self._stop:
-            return
-        self._stop = True
-        log.info("stop requested", extra={"deadline_s": self.settings.shutdown_deadline_s})
-        timer = threading.Timer(self.settings.shutdown_deadline_s, self._abandon)
-        timer.daemon = True
-        timer.start()
+        """Finish the batch in flight, flush, commit, leave the group (broker/shutdown.py)."""
+        self.shutdown.request()
 
-    def _abandon(self) -> None:
-        # Nothing uncommitted is lost: the next owner of these partitions reprocesses it.
-        log.warning("shutdown deadline passed; abandoning the batch in flight uncommitted")
-        logging.shutdown()
-        os._exit(EXIT_ABANDONED)
+    @property
+    def _stop(self) -> bool:
+        return self.shutdown.requested
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -162,15 +153,12 @@ class Pipeline:
             return reg.annotation_schema_id
         if not reg.url:
             return self.outputs.annotation_schema_id
-        subject = f"{self.settings.annotations_topic}-value"
-        client = RegistryClient(reg.url, reg.username, reg.secret(), timeout_s=self.settings.timeouts.startup_s)
         try:
-            schema_id = client.register(subject, ANNOTATION_SCHEMA_PATH.read_text())
+            return register_annotation_schema(reg, f"{self.settings.annotations_topic}-value",
+                                              self.settings.timeouts.startup_s)
         except RegistryRefused as exc:
             raise StartupError(f"schema_registry: {exc}; set schema_registry.annotation_schema_id to the id "
                                "of the annotation schema registered by hand") from None
-        log.info("annotation schema registered", extra={"subject": subject, "schema_id": schema_id})
-        return schema_id
 
     def run(self) -> RunSummary:
         s = self.settings
@@ -194,7 +182,7 @@ class Pipeline:
                 messages = self.consumer.consume(s.batch.max_alerts, wait_s)
                 self.runs.waited(time.perf_counter() - t0)
                 metrics.STAGE_SECONDS.labels(stage="poll").observe(time.perf_counter() - t0)
-                messages = [m for m in messages if self._usable(m)]
+                messages = [m for m in messages if usable(m)]
                 incoming = self.decoding.submit(messages) if messages else None  # decodes meanwhile
                 if messages:
                     self._kafka_ok_at, self._behind_since = time.monotonic(), None
@@ -267,18 +255,12 @@ class Pipeline:
     def close(self) -> None:
         # A batch consumed but not scored when the loop stopped stays uncommitted: the next
         # owner of its partitions reads it again.
-        self.decoding.close()
-        self.producer.flush(min(5.0, self.settings.shutdown_deadline_s))
-        self.consumer.close()  # leaves the group so partitions move on at once
+        def steps() -> None:
+            self.decoding.close()
+            self.producer.flush(min(5.0, self.settings.shutdown_deadline_s))
+            self.consumer.close()  # leaves the group so partitions move on at once
 
-    @staticmethod
-    def _usable(m) -> bool:
-        err = m.error()
-        if err is None:
-            return True
-        if err.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer error", extra={"error": str(err)})
-        return False
+        self.shutdown.close(steps)
 
     # -- one batch -------------------------------------------------------------------------
     def process(self, pending: PendingDecode | None) -> None:

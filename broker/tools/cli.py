@@ -80,7 +80,7 @@ def _cmd_run(args) -> int:
         return _fail(exc)
     except DeliveryFailed as exc:
         log.error("stopping: outputs not delivered", extra={"error": str(exc)})
-        return EXIT_DELIVERY_FAILED
+        return pipeline.shutdown.exit_within_deadline(EXIT_DELIVERY_FAILED)
     finally:
         if server:
             server.stop()
@@ -95,7 +95,7 @@ def _cmd_run(args) -> int:
                                "worker_peak_rss_mib": round(pipeline.decoding.worker_peak_rss_mib, 1),
                                "decode_workers": settings.batch.decode_workers,
                                "stage_seconds": metrics.stage_totals()})
-    return 0
+    return pipeline.shutdown.exit_within_deadline(0)
 
 
 def _fail(exc: Exception) -> int:
