@@ -40,6 +40,10 @@ class RunSummary:
     join_seconds: float | None = None  # from start to the group's first share
     first_message_at: float | None = None  # wall clock (epoch s): first message consumed
     last_commit_at: float | None = None  # wall clock: the last batch committed
+    # Seconds spent waiting for input with nothing to score but exposure runs held open
+    # (broker/exposure_runs.py): at a backlog's end, batch.exposure_quiet_s before the last
+    # runs are released. Latency, not work: the bench takes it out of the sustained rate.
+    holding_seconds: float = 0.0
 
 
 class OutputBuilder:

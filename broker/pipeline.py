@@ -181,6 +181,8 @@ class Pipeline:
                 wait_s = 0.0 if self._pending is not None else s.batch.max_wait_ms / 1000
                 messages = self.consumer.consume(s.batch.max_alerts, wait_s)
                 self.runs.waited(time.perf_counter() - t0)
+                if not messages and self._pending is None and self.runs.held:
+                    self.summary.holding_seconds += time.perf_counter() - t0
                 metrics.STAGE_SECONDS.labels(stage="poll").observe(time.perf_counter() - t0)
                 messages = [m for m in messages if usable(m)]
                 incoming = self.decoding.submit(messages) if messages else None  # decodes meanwhile

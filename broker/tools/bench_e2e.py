@@ -135,6 +135,10 @@ class PipelineRun:
         busy = (s["last_commit_at"] - s["first_message_at"]) if s.get("last_commit_at") else float("nan")
         s["busy_seconds"] = busy
         s["alerts_per_s"] = (s["annotated"] + s["dead_lettered"]) / busy if busy else 0.0
+        # The same without the time spent waiting, input drained, for the last exposure runs
+        # to go quiet (batch.exposure_quiet_s): a fixed delay at a stream's end, not a rate.
+        worked = busy - s.get("holding_seconds", 0.0)
+        s["sustained_alerts_per_s"] = (s["annotated"] + s["dead_lettered"]) / worked if worked > 0 else 0.0
         return s
 
 
@@ -235,6 +239,9 @@ def summarise(results: dict) -> dict:
                  f"{p}naive_alerts_per_s": r["naive"]["alerts_per_s"],
                  f"{p}two_pipelines_alerts_per_s": r["two_pipelines"]["alerts_per_s"],
                  f"{p}pipeline_over_ceiling": r["pipeline"]["alerts_per_s"] / r["ceiling"]["alerts_per_s"],
+                 f"{p}pipeline_holding_s": r["pipeline"].get("holding_seconds", 0.0),
+                 f"{p}pipeline_sustained_alerts_per_s": r["pipeline"]["sustained_alerts_per_s"],
+                 f"{p}sustained_over_ceiling": r["pipeline"]["sustained_alerts_per_s"] / r["ceiling"]["alerts_per_s"],
                  f"{p}pipeline_over_naive": r["pipeline"]["alerts_per_s"] / r["naive"]["alerts_per_s"],
                  f"{p}p99_latency_s_at_256": r["latency"][0]["p99_s"],
                  f"{p}p99_latency_s_at_80pct": r["latency"][1]["p99_s"],
@@ -247,6 +254,8 @@ def summarise(results: dict) -> dict:
 
 TARGETS_MET = [("pipeline / ceiling >= 0.85 (ZTF)", "pipeline_over_ceiling", 0.85, ">="),
                ("pipeline / ceiling >= 0.7 (LSST)", "lsst_pipeline_over_ceiling", 0.7, ">="),
+               ("the same without the end-of-stream exposure hold (ZTF)", "sustained_over_ceiling", 0.85, ">="),
+               ("the same without the end-of-stream exposure hold (LSST)", "lsst_sustained_over_ceiling", 0.7, ">="),
                ("pipeline / naive >= 10 (ZTF)", "pipeline_over_naive", 10, ">="),
                ("pipeline / naive >= 10 (LSST)", "lsst_pipeline_over_naive", 10, ">="),
                ("p99 <= 1 s at 256 alerts/s (ZTF)", "p99_latency_s_at_256", 1.0, "<="),
@@ -281,9 +290,13 @@ def markdown(results: dict) -> str:
             ("pipeline, every filter, decode workers 2 (alerts/s)", "pipeline_decode_workers_2_alerts_per_s", "{:.0f}"),
             ("pipeline: the fastest of the three (alerts/s)", "pipeline_alerts_per_s", "{:.0f}"),
             ("its decode workers", "pipeline_decode_workers", "{:.0f}"),
+            ("of its time, waiting with the input drained for the last exposure runs to close (s)",
+             "pipeline_holding_s", "{:.1f}"),
+            ("pipeline without that wait (alerts/s)", "pipeline_sustained_alerts_per_s", "{:.0f}"),
             ("naive: one alert per batch (alerts/s)", "naive_alerts_per_s", "{:.1f}"),
             ("two pipelines, one group (alerts/s)", "two_pipelines_alerts_per_s", "{:.0f}"),
             ("pipeline / ceiling", "pipeline_over_ceiling", "{:.2f}"),
+            ("pipeline without the wait / ceiling", "sustained_over_ceiling", "{:.2f}"),
             ("pipeline / naive", "pipeline_over_naive", "{:.0f}"),
             ("p99 latency at 256 alerts/s (s)", "p99_latency_s_at_256", "{:.2f}"),
             ("p99 latency at 80% of pipeline rate (s)", "p99_latency_s_at_80pct", "{:.2f}"),

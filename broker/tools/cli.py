@@ -88,6 +88,7 @@ def _cmd_run(args) -> int:
                                "dead_lettered": sum(summary.dead_lettered.values()),
                                "seconds": round(summary.seconds, 2),
                                "processing_seconds": round(summary.processing_seconds, 3),
+                               "holding_seconds": round(summary.holding_seconds, 3),
                                "join_seconds": summary.join_seconds,
                                "first_message_at": summary.first_message_at,
                                "last_commit_at": summary.last_commit_at,
