@@ -94,10 +94,7 @@ class AlertBatch:
         self.alert_id = np.array([a.alert_id for a in alerts], dtype=np.int64)
         self.schema_version = [a.schema_version for a in alerts]
         self.band = np.array([a.band for a in alerts], dtype=object)
-        names = sorted({k for a in alerts for k in a.columns})
-        self.columns: dict[str, np.ndarray] = {
-            k: np.array([a.columns.get(k, np.nan) for a in alerts], dtype=np.float64) for k in names
-        }
+        self.columns = _stack_columns(alerts)
         self.lc = _stack_light_curves(alerts)
         self._cutouts = [a.cutouts for a in alerts]
         self._compression = [a.cutout_compression for a in alerts]
@@ -156,7 +153,24 @@ def exposure_groups(survey: np.ndarray, exposure: np.ndarray) -> np.ndarray:
     return out
 
 
+def _stack_columns(alerts: list[NormalisedAlert]) -> dict[str, np.ndarray]:
+    """One float array per column name (NaN where an alert lacks it). Alerts of one schema
+    share their column names in one order: each such group becomes one 2-D array at once."""
+    groups: dict[tuple, list[int]] = {}
+    for i, a in enumerate(alerts):
+        groups.setdefault(tuple(a.columns), []).append(i)
+    names = sorted({k for keys in groups for k in keys})
+    out = {k: np.full(len(alerts), np.nan) for k in names}
+    for keys, rows in groups.items():
+        values = np.array([list(alerts[i].columns.values()) for i in rows], dtype=np.float64).reshape(len(rows), len(keys))
+        for j, k in enumerate(keys):
+            out[k][rows] = values[:, j]
+    return out
+
+
 def _stack_light_curves(alerts: list[NormalisedAlert]) -> LightCurves:
+    """The histories padded into (n, L) arrays, each alert's points in time order (a stable
+    sort: points at the same time keep their order; NaN times last)."""
     n = len(alerts)
     length = np.array([len(a.lc_time) for a in alerts], dtype=np.int64)
     width = int(length.max()) if n else 0
@@ -166,17 +180,22 @@ def _stack_light_curves(alerts: list[NormalisedAlert]) -> LightCurves:
     band = np.full((n, width), -1, dtype=np.int8)
     kind = np.full((n, width), -1, dtype=np.int8)
     ref = np.full((n, width), np.nan)
-    for i, a in enumerate(alerts):
-        m = length[i]
-        if not m:
-            continue
-        order = np.argsort(a.lc_time, kind="stable")
-        time[i, :m] = np.asarray(a.lc_time)[order]
-        flux[i, :m] = np.asarray(a.lc_flux)[order]
-        err[i, :m] = np.asarray(a.lc_flux_err)[order]
-        band[i, :m] = np.asarray(a.lc_band)[order]
-        kind[i, :m] = np.asarray(a.lc_kind)[order]
-        ref[i, :m] = np.asarray(a.lc_ref_flux)[order]
+    if not width:
+        return LightCurves(time, flux, err, band, kind, length, ref)
+    row = np.repeat(np.arange(n), length)
+    col = np.arange(len(row)) - np.repeat(np.cumsum(length) - length, length)
+
+    def joined(attr: str, dtype) -> np.ndarray:
+        return np.concatenate([np.asarray(getattr(a, attr), dtype=dtype) for a in alerts])
+
+    t = joined("lc_time", np.float64)
+    order = np.lexsort((t, row))  # by alert, then by time; stable
+    time[row, col] = t[order]
+    flux[row, col] = joined("lc_flux", np.float64)[order]
+    err[row, col] = joined("lc_flux_err", np.float64)[order]
+    band[row, col] = joined("lc_band", np.int8)[order]
+    kind[row, col] = joined("lc_kind", np.int8)[order]
+    ref[row, col] = joined("lc_ref_flux", np.float64)[order]
     return LightCurves(time, flux, err, band, kind, length, ref)
 
 

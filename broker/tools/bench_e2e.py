@@ -71,6 +71,20 @@ def preload(bootstrap: str, topic: str, paths: list[str], n: int, partitions: in
     return replay(paths, bootstrap, topic, Decoder(SchemaResolver()), loop=loops_for(paths, n), progress=False)
 
 
+def drop_topics(bootstrap: str, topic: str) -> None:
+    """Delete an input topic and its pipelines' outputs once measured: the embedded broker
+    keeps every message in memory (a scale-1 run once grew it past 22 GB and the kernel
+    killed it during the latency rows)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics([topic, f"{topic}.ann", f"{topic}.dlq"], operation_timeout=30).values():
+        try:
+            future.result(30)
+        except Exception:  # a topic no run wrote to: nothing to free
+            pass
+
+
 def ceiling(bootstrap: str, topic: str, total: int, workers: int | None = None, timeout_s: float = 900) -> dict:
     """Consume + decode only, with the pipeline's consumer settings and batch size, decoding
     as the pipeline does (``batch.decode_workers`` processes, the next batch decoding while
@@ -165,6 +179,7 @@ def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: 
         if record.get("kafka_timestamp_ms"):
             waits.append((m.timestamp()[1] - record["kafka_timestamp_ms"]) / 1000)
     w = np.asarray(waits)
+    drop_topics(bootstrap, run.topic)
     return {"offered_per_s": rate, "alerts": int(len(w)), "seconds": seconds,
             "p50_s": float(np.percentile(w, 50)), "p95_s": float(np.percentile(w, 95)),
             "p99_s": float(np.percentile(w, 99)), "max_s": float(w.max()), "peak_rss_mib": summary["peak_rss_mib"]}
@@ -177,6 +192,7 @@ def burst(bootstrap: str, paths: list[str], n: int, tag: str, env: dict | None =
     start = time.time()
     sent = replay(paths, bootstrap, run.topic, Decoder(SchemaResolver()), loop=loops_for(paths, n), progress=False)
     summary = run.finish()
+    drop_topics(bootstrap, run.topic)
     return {"alerts": sent, "drained_s": round(summary["last_commit_at"] - start, 2),
             "out": summary["annotated"] + summary["dead_lettered"], "lost": sent - summary["consumed"]}
 
@@ -210,12 +226,14 @@ def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float) ->
     span = max(r["last_commit_at"] for r in runs if r["last_commit_at"]) - \
         min(r["first_message_at"] for r in runs if r["first_message_at"])
     out["two_pipelines"] = {"alerts_per_s": sum(r["consumed"] for r in runs) / span, "per_process": runs}
+    drop_topics(bootstrap, topic)
     naive_topic = f"bench.{tag}.naive"
     naive_n = preload(bootstrap, naive_topic, paths, max(200, int(1000 * scale)))
     out["naive"] = PipelineRun(bootstrap, naive_topic, f"{tag}-naive", env={
         "ALERT_BROKER__BATCH__MAX_ALERTS": "1", "ALERT_BROKER__BATCH__EXPOSURE_QUIET_S": "0",
         "ALERT_BROKER__BATCH__DECODE_WORKERS": "0"}).finish()
     out["naive"]["alerts"] = naive_n
+    drop_topics(bootstrap, naive_topic)
     print(f"[{survey}] naive {out['naive']['alerts_per_s']:.1f} alerts/s", flush=True)
     rate80 = 0.8 * out["pipeline"]["alerts_per_s"]
     out["latency"] = [latency(bootstrap, paths, r, latency_s, f"{tag}.lat{int(r)}", env) for r in (256.0, rate80)]

@@ -88,3 +88,24 @@ def test_lsst_version_recovered_from_the_field_set(decoder):
     (alert,), msg = _one(decoder, "lsst", "fink_unverified_v7.4", path.name)
     assert msg.schema_name == "topLevelRecord" and "lsst_schema_version" not in msg.records[0]
     assert alert.schema_version == "7.4"
+
+
+def test_batch_columns_and_histories_are_each_alerts_own(decoder):
+    """ZTF and LSST alerts of several schema versions in one batch: every column value is
+    that alert's (NaN where its schema lacks the field), every history its own, time-sorted."""
+    from broker.batch import AlertBatch
+    from broker.surveys import decode_alerts
+
+    alerts = decode_alerts((p.read_bytes() for p in sorted(FIXTURES.rglob("*.avro"))), decoder)
+    b = AlertBatch(alerts)
+    assert len({tuple(a.columns) for a in alerts}) > 2 and set(b.survey) == {"ztf", "lsst"}
+    for i, a in enumerate(alerts):
+        for k, col in b.columns.items():
+            assert np.array_equal(col[i], float(a.columns.get(k, np.nan)), equal_nan=True), (i, k)
+        order = np.argsort(a.lc_time, kind="stable")
+        m = len(order)
+        assert b.lc.length[i] == m
+        assert np.array_equal(b.lc.time[i, :m], np.asarray(a.lc_time, float)[order], equal_nan=True)
+        assert np.array_equal(b.lc.flux[i, :m], np.asarray(a.lc_flux, float)[order], equal_nan=True)
+        assert np.array_equal(b.lc.band[i, :m], np.asarray(a.lc_band)[order])
+        assert np.array_equal(b.lc.ref_flux[i, :m], np.asarray(a.lc_ref_flux, float)[order], equal_nan=True)
