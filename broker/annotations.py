@@ -24,9 +24,9 @@ import numpy as np
 from broker import __version__
 from broker.schema_store import SCHEMAS_DIR, RegistryClient
 
-ANNOTATION_SCHEMA_ID = 1_000_001
 log = logging.getLogger(__name__)
 
+ANNOTATION_SCHEMA_ID = 1_000_001
 ANNOTATION_SCHEMA_PATH = SCHEMAS_DIR / "output" / "annotation" / "1" / "annotation.avsc"
 ANNOTATION_SCHEMA = fastavro.parse_schema(json.loads(ANNOTATION_SCHEMA_PATH.read_text()), named_schemas={})
 HEADER_ANNOTATION = "alert-broker.annotation"

@@ -180,10 +180,11 @@ class Pipeline:
                 # waits for no one.
                 wait_s = 0.0 if self._pending is not None else s.batch.max_wait_ms / 1000
                 messages = self.consumer.consume(s.batch.max_alerts, wait_s)
-                self.runs.waited(time.perf_counter() - t0)
+                waited = time.perf_counter() - t0
+                self.runs.waited(waited)
                 if not messages and self._pending is None and self.runs.held:
-                    self.summary.holding_seconds += time.perf_counter() - t0
-                metrics.STAGE_SECONDS.labels(stage="poll").observe(time.perf_counter() - t0)
+                    self.summary.holding_seconds += waited
+                metrics.STAGE_SECONDS.labels(stage="poll").observe(waited)
                 messages = [m for m in messages if usable(m)]
                 incoming = self.decoding.submit(messages) if messages else None  # decodes meanwhile
                 if messages:

@@ -151,7 +151,7 @@ class PipelineRun:
         s["alerts_per_s"] = (s["annotated"] + s["dead_lettered"]) / busy if busy else 0.0
         # The same without the time spent waiting, input drained, for the last exposure runs
         # to go quiet (batch.exposure_quiet_s): a fixed delay at a stream's end, not a rate.
-        worked = busy - s.get("holding_seconds", 0.0)
+        worked = busy - s["holding_seconds"]
         s["sustained_alerts_per_s"] = (s["annotated"] + s["dead_lettered"]) / worked if worked > 0 else 0.0
         return s
 
@@ -211,16 +211,16 @@ def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float) ->
            "ceiling": max(ceilings.values(), key=lambda c: c["alerts_per_s"])}
     print(f"[{survey}] ceiling " + ", ".join(f"{c['alerts_per_s']:.0f} alerts/s with {w} decode workers"
                                              for w, c in ceilings.items()), flush=True)
-    runs = {}
-    for workers in DECODE_WORKER_SETTINGS:
-        env = {"ALERT_BROKER__BATCH__DECODE_WORKERS": str(workers)}
-        runs[workers] = (PipelineRun(bootstrap, topic, f"{tag}-pipeline{workers}", env=env).finish(), env)
-    out["pipeline_by_decode_workers"] = {w: r for w, (r, _) in runs.items()}
-    best = max(runs, key=lambda w: runs[w][0]["alerts_per_s"])
-    out["pipeline"], env = runs[best]
-    out["pipeline_decode_workers"] = best
+    def workers_env(workers: int) -> dict:
+        return {"ALERT_BROKER__BATCH__DECODE_WORKERS": str(workers)}
+
+    pipelines = {w: PipelineRun(bootstrap, topic, f"{tag}-pipeline{w}", env=workers_env(w)).finish()
+                 for w in DECODE_WORKER_SETTINGS}
+    best = max(pipelines, key=lambda w: pipelines[w]["alerts_per_s"])
+    out |= {"pipeline_by_decode_workers": pipelines, "pipeline": pipelines[best], "pipeline_decode_workers": best}
+    env = workers_env(best)
     print(f"[{survey}] pipeline " + ", ".join(f"{r['alerts_per_s']:.0f} alerts/s with {w} decode workers"
-                                              for w, (r, _) in runs.items()), flush=True)
+                                              for w, r in pipelines.items()), flush=True)
     two = [PipelineRun(bootstrap, topic, f"{tag}-two", env=env) for _ in range(2)]
     runs = [r.finish() for r in two]
     span = max(r["last_commit_at"] for r in runs if r["last_commit_at"]) - \
@@ -257,7 +257,7 @@ def summarise(results: dict) -> dict:
                  f"{p}naive_alerts_per_s": r["naive"]["alerts_per_s"],
                  f"{p}two_pipelines_alerts_per_s": r["two_pipelines"]["alerts_per_s"],
                  f"{p}pipeline_over_ceiling": r["pipeline"]["alerts_per_s"] / r["ceiling"]["alerts_per_s"],
-                 f"{p}pipeline_holding_s": r["pipeline"].get("holding_seconds", 0.0),
+                 f"{p}pipeline_holding_s": r["pipeline"]["holding_seconds"],
                  f"{p}pipeline_sustained_alerts_per_s": r["pipeline"]["sustained_alerts_per_s"],
                  f"{p}sustained_over_ceiling": r["pipeline"]["sustained_alerts_per_s"] / r["ceiling"]["alerts_per_s"],
                  f"{p}pipeline_over_naive": r["pipeline"]["alerts_per_s"] / r["naive"]["alerts_per_s"],
