@@ -128,7 +128,8 @@ class PipelineRun:
                "--exit-when-idle", str(idle_s)]
         self.log: list[str] = []
         self.assigned = threading.Event()
-        self.proc = subprocess.Popen(cmd, env=dict(os.environ, **(env or {}), PYTHONPATH=str(REPO)),
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # the caller's too
+        self.proc = subprocess.Popen(cmd, env=dict(os.environ, **(env or {}), PYTHONPATH=path),
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -197,7 +198,7 @@ def burst(bootstrap: str, paths: list[str], n: int, tag: str, env: dict | None =
             "out": summary["annotated"] + summary["dead_lettered"], "lost": sent - summary["consumed"]}
 
 
-def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float) -> dict:
+def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float, device: str | None = None) -> dict:
     paths = survey_paths(survey)
     tag = f"{survey}.{uuid.uuid4().hex[:6]}"
     topic = f"bench.{tag}.in"
@@ -211,8 +212,10 @@ def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float) ->
            "ceiling": max(ceilings.values(), key=lambda c: c["alerts_per_s"])}
     print(f"[{survey}] ceiling " + ", ".join(f"{c['alerts_per_s']:.0f} alerts/s with {w} decode workers"
                                              for w, c in ceilings.items()), flush=True)
+    on_device = {"ALERT_BROKER__DEVICE": device} if device else {}
+
     def workers_env(workers: int) -> dict:
-        return {"ALERT_BROKER__BATCH__DECODE_WORKERS": str(workers)}
+        return {"ALERT_BROKER__BATCH__DECODE_WORKERS": str(workers), **on_device}
 
     pipelines = {w: PipelineRun(bootstrap, topic, f"{tag}-pipeline{w}", env=workers_env(w)).finish()
                  for w in DECODE_WORKER_SETTINGS}
@@ -231,7 +234,7 @@ def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float) ->
     naive_n = preload(bootstrap, naive_topic, paths, max(200, int(1000 * scale)))
     out["naive"] = PipelineRun(bootstrap, naive_topic, f"{tag}-naive", env={
         "ALERT_BROKER__BATCH__MAX_ALERTS": "1", "ALERT_BROKER__BATCH__EXPOSURE_QUIET_S": "0",
-        "ALERT_BROKER__BATCH__DECODE_WORKERS": "0"}).finish()
+        "ALERT_BROKER__BATCH__DECODE_WORKERS": "0", **on_device}).finish()
     out["naive"]["alerts"] = naive_n
     drop_topics(bootstrap, naive_topic)
     print(f"[{survey}] naive {out['naive']['alerts_per_s']:.1f} alerts/s", flush=True)
@@ -296,8 +299,10 @@ def markdown(results: dict) -> str:
              "ceiling consumes and decodes only, with the same three settings; the fastest is the one the",
              "ratio divides by. See",
              "`broker/tools/bench_e2e.py` for what each row measures.", "",
-             f"Machine: {results['machine']}; {results['when']}; "
+             f"Machine: {results['machine']}; filters on {results.get('device', 'cpu')}; {results['when']}; "
              f"scale {results['scale']} (1 = 50,000 ZTF and 20,000 LSST alerts).", "",
+             "Alerts looped from: " + "; ".join(f"{sv}: " + ", ".join(os.path.relpath(p, REPO) for p in r["sources"])
+                                               for sv, r in results["surveys"].items()) + ".", "",
              "| | ZTF | LSST |", "|---|---|---|"]
     rows = [("consume + decode, decode workers 1 (default) (alerts/s)", "ceiling_decode_workers_1_alerts_per_s", "{:.0f}"),
             ("consume + decode, in process (alerts/s)", "ceiling_decode_workers_0_alerts_per_s", "{:.0f}"),
@@ -347,8 +352,19 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _device_in_words(device: str | None) -> str:
+    resolved = Settings(device=device or "auto").resolved_device()
+    if resolved != "cuda":
+        return "cpu"
+    import torch
+
+    return f"cuda ({torch.cuda.get_device_name(0)}, torch {torch.__version__})"
+
+
 def run_e2e(surveys: list[str], scale: float = 1.0, latency_s: float = 60.0, out: str | None = None,
-            markdown_out: str | None = None, history_lengths=(10, 100, 1000, 10000)) -> dict:
+            markdown_out: str | None = None, history_lengths=(10, 100, 1000, 10000), device: str | None = None) -> dict:
+    """``device``: the filters' device in every pipeline and in the history-length rows (None:
+    the settings' default, ``auto``, which takes a GPU when torch sees one)."""
     import platform
 
     from broker.tools.embedded import EmbeddedBroker
@@ -357,12 +373,14 @@ def run_e2e(surveys: list[str], scale: float = 1.0, latency_s: float = 60.0, out
     try:
         results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "scale": scale,
-                   "surveys": {s: survey_bench(broker.bootstrap, s, scale, latency_s) for s in surveys}}
+                   "device": _device_in_words(device),
+                   "surveys": {s: survey_bench(broker.bootstrap, s, scale, latency_s, device) for s in surveys}}
     finally:
         broker.stop()
     from broker.tools.bench import bench_history_length
 
-    results["history_length"] = bench_history_length(lengths=history_lengths)
+    results["history_length"] = bench_history_length(lengths=history_lengths,
+                                                     device=Settings(device=device or "auto").resolved_device())
     results["summary"] = summarise(results)
     table = markdown(results)
     print(table)

@@ -152,11 +152,11 @@ def _cmd_bench(args) -> int:
         from broker.tools.bench_e2e import run_e2e
 
         lengths = tuple(int(n) for n in args.history_lengths.split(","))
-        run_e2e(args.surveys.split(","), args.scale, args.latency_s, args.out, args.markdown, lengths)
+        run_e2e(args.surveys.split(","), args.scale, args.latency_s, args.out, args.markdown, lengths, args.device)
         return 0
     from broker.tools.bench import run_bench
 
-    run_bench(args.device, args.out)
+    run_bench(args.device or "cpu", args.out)
     return 0
 
 
@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="micro: decode and filter speed in memory; e2e: through Kafka against "
                                      "the ceiling and the naive design, latency, burst, memory")
     b.add_argument("mode", nargs="?", choices=("micro", "e2e"), default="micro")
-    b.add_argument("--device", default="cpu", help="micro: the filters' device")
+    b.add_argument("--device", choices=("cpu", "cuda"),
+                   help="the filters' device (micro: default cpu; e2e: default the settings' auto)")
     b.add_argument("--out", help="write the figures as JSON")
     b.add_argument("--surveys", default="ztf,lsst", help="e2e: which surveys' real alerts")
     b.add_argument("--scale", type=float, default=1.0, help="e2e: 1 = 50,000 ZTF and 20,000 LSST alerts")
