@@ -241,7 +241,10 @@ def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float, de
     rate80 = 0.8 * out["pipeline"]["alerts_per_s"]
     out["latency"] = [latency(bootstrap, paths, r, latency_s, f"{tag}.lat{int(r)}", env) for r in (256.0, rate80)]
     out["burst"] = burst(bootstrap, paths, int(10_000 * min(1.0, scale * 2)), f"{tag}.burst", env)
-    print(f"[{survey}] latency/burst done", flush=True)
+    print(f"[{survey}] p99 latency " + ", ".join(f"{x['p99_s']:.2f} s at {x['offered_per_s']:.0f} alerts/s"
+                                              for x in out["latency"])
+          + f"; burst of {out['burst']['alerts']} drained in {out['burst']['drained_s']} s, {out['burst']['lost']} lost",
+          flush=True)
     return out
 
 
@@ -374,7 +377,11 @@ def run_e2e(surveys: list[str], scale: float = 1.0, latency_s: float = 60.0, out
         results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "scale": scale,
                    "device": _device_in_words(device),
-                   "surveys": {s: survey_bench(broker.bootstrap, s, scale, latency_s, device) for s in surveys}}
+                   "surveys": {}}
+        for s in surveys:
+            results["surveys"][s] = survey_bench(broker.bootstrap, s, scale, latency_s, device)
+            if out:  # each survey's figures kept as soon as measured
+                Path(out).write_text(json.dumps(results, indent=1, default=float))
     finally:
         broker.stop()
     from broker.tools.bench import bench_history_length
