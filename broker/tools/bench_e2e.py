@@ -355,8 +355,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _device_in_words(device: str | None) -> str:
-    resolved = Settings(device=device or "auto").resolved_device()
+def _device_in_words(resolved: str) -> str:
     if resolved != "cuda":
         return "cpu"
     import torch
@@ -372,27 +371,30 @@ def run_e2e(surveys: list[str], scale: float = 1.0, latency_s: float = 60.0, out
 
     from broker.tools.embedded import EmbeddedBroker
 
+    resolved = Settings(device=device or "auto").resolved_device()
+
+    def save() -> None:
+        if out:
+            Path(out).write_text(json.dumps(results, indent=1, default=float))
+
     broker = EmbeddedBroker().start()
     try:
         results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "scale": scale,
-                   "device": _device_in_words(device),
+                   "device": _device_in_words(resolved),
                    "surveys": {}}
         for s in surveys:
             results["surveys"][s] = survey_bench(broker.bootstrap, s, scale, latency_s, device)
-            if out:  # each survey's figures kept as soon as measured
-                Path(out).write_text(json.dumps(results, indent=1, default=float))
+            save()  # each survey's figures kept as soon as measured
     finally:
         broker.stop()
     from broker.tools.bench import bench_history_length
 
-    results["history_length"] = bench_history_length(lengths=history_lengths,
-                                                     device=Settings(device=device or "auto").resolved_device())
+    results["history_length"] = bench_history_length(lengths=history_lengths, device=resolved)
     results["summary"] = summarise(results)
     table = markdown(results)
     print(table)
-    if out:
-        Path(out).write_text(json.dumps(results, indent=1, default=float))
+    save()
     if markdown_out:
         Path(markdown_out).write_text(table)
     return results
