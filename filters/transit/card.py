@@ -109,8 +109,11 @@ runs from 0.2 d to a third of the baseline, each best period is refined on a fin
 and later candidates must be different signals (no repeats or simple ratios of earlier ones).
 **Vetting** then caps at {VETOED_SCORE_CAP} the score of a candidate that shows an eclipsing binary's tell
 (`vetting` in the annotation: `secondary_eclipse`, `odd_even_depths`, `brighter_at_half_phase`,
-`uneven_transits`, `too_deep_for_a_planet`; and `star_is_eclipsing_binary` for the weaker
-candidates of a star whose strongest signal is a binary's). Written by `alert-broker train transit`.
+`brightening_beside_dip` (a heartbeat star, periods from 1 d), `uneven_transits`, `too_deep_for_a_planet`;
+and `star_is_eclipsing_binary` for the weaker candidates of a star whose strongest signal is a
+binary's). Odd, even and single-transit depths are amplitudes of the mean folded dip fitted to
+each group of points, so cadences falling at different places in the transit do not make a
+planet's transits look unequal. Written by `alert-broker train transit`.
 
 ## Data
 

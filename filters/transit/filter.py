@@ -98,7 +98,7 @@ def alert_light_curve(batch: AlertBatch, i: int) -> tuple[LightCurve, str]:
 class TransitFilter(Filter):
     name = "transit"
     commands = "filters.transit.commands"
-    version = "2.0.0"
+    version = "2.1.0"
     fields = {"ztf": ("mjd",), "lsst": ("mjd",)}
     max_batch = 256
 

@@ -11,7 +11,10 @@ eclipsing binary's leftovers and secondary eclipses give) is not a new candidate
 Vetting (:func:`vet`) names the eclipsing-binary tells that rule a candidate out whatever
 the network says: a significant secondary eclipse, odd and even transits of different depth,
 a star much brighter half an orbit later (a continuous variable folded at half its period),
-single transits too unequal to be one planet's, or a depth no planet can give.
+a star brighter just beside the dip (a heartbeat star), single transits too unequal to be one
+planet's, or a depth no planet can give. Odd, even and single-transit depths are amplitudes
+of the mean folded dip fitted to each group of points, so where in the transit the cadences
+fell does not make a planet's transits look unequal.
 """
 from __future__ import annotations
 
@@ -42,6 +45,12 @@ VET_BRIGHTER_RELATIVE = -0.3
 # Single transits this unequal are not one planet's (chi^2/dof and spread / depth).
 VET_UNEVEN_CHI2 = 9.0
 VET_UNEVEN_SPREAD = 0.5
+# Brighter just beside the dip by a good share of it: a heartbeat star (an eccentric binary
+# brightens and dims at periastron), not a flat star with a transit. Only from 1 d: closer
+# binaries are circularised, and at shorter periods the "beside" windows span most of the
+# orbit, where a K2 thruster sawtooth folded at 0.245 d reads as a rise beside a dip.
+VET_BESIDE_RELATIVE = 0.2
+VET_BESIDE_MIN_PERIOD_D = 1.0
 VETOED_SCORE_CAP = 0.05
 MAX_SEARCHES = 4  # searches per light curve, repeats included (each costs a full BLS)
 SEARCH_ON_SNR = 7.1  # search again only after a candidate this strong (Kepler's detection threshold)
@@ -70,6 +79,8 @@ class Candidate:
     secondary_relative: float  # depth at phase 0.5 / depth
     transit_depth_chi2: float  # chi^2 per dof of the single transits' depths (vetting only)
     transit_depth_spread: float  # their standard deviation / mean depth (vetting only)
+    beside_sigma: float  # brightening just outside the dip: significance (vetting only)
+    beside_relative: float  # and size / depth
     global_view: np.ndarray = field(repr=False)
     local_view: np.ndarray = field(repr=False)
     vetting: list[str] = field(default_factory=list)  # set by find_candidates: vet() and the star's rule
@@ -98,10 +109,13 @@ def vet(c: Candidate) -> list[str]:
         fired.append("uneven_transits")
     if c.depth > VET_MAX_DEPTH:
         fired.append("too_deep_for_a_planet")
+    if c.beside_sigma > VET_SIGMA and c.beside_relative > VET_BESIDE_RELATIVE and c.period >= VET_BESIDE_MIN_PERIOD_D:
+        fired.append("brightening_beside_dip")
     return fired
 
 
-EB_TELLS = ("secondary_eclipse", "odd_even_depths", "brighter_at_half_phase", "too_deep_for_a_planet")
+EB_TELLS = ("secondary_eclipse", "odd_even_depths", "brighter_at_half_phase", "too_deep_for_a_planet",
+            "brightening_beside_dip")
 
 
 def is_binary(c: Candidate) -> bool:
@@ -209,17 +223,82 @@ def red_noise_factor(y, w, ph, q: float, outside_level: float, min_boxes: int = 
     return max(1.0, robust_std(z))
 
 
-def _transit_depth_spread(depth: np.ndarray, wsum: np.ndarray, red: float) -> tuple[float, float]:
-    """How unequal the single transits are: chi^2 per degree of freedom of their depths about
-    the mean (errors widened by the red-noise factor), and their spread relative to the mean
-    depth. A planet's transits agree; two different planets' single transits, or an
-    eclipsing binary folded at the wrong period, do not."""
-    if len(depth) < 3:  # fewer than three transits: nothing to compare
-        return 0.0, 0.0
-    err = red / np.sqrt(wsum)
-    mean = float(np.average(depth, weights=wsum))
-    chi2 = float(np.sum(np.square((depth - mean) / err)) / (len(depth) - 1))
-    return chi2, float(np.std(depth) / max(abs(mean), 1e-12))
+def _transit_template(ph, y, w, period, dur, outside_level) -> tuple[np.ndarray, np.ndarray]:
+    """The mean folded dip as a template at each point within one duration of mid-transit
+    (binned in tenths of a duration, interpolated linearly between bins), and that mask.
+    Depths measured by fitting this template's amplitude do not depend on where in the
+    transit a cadence happened to fall: box means do, and at high SNR odd and even transits
+    sampled at different phases (a period near a half-integer number of cadences) or sparse
+    visits catching ingress on one night and mid-transit on another read as unequal."""
+    x = ph * period / dur
+    near = np.abs(x) < 1.0
+    edges = np.linspace(-1.0, 1.0, 21)
+    idx = np.clip(np.digitize(x[near], edges) - 1, 0, 19)
+    wsum = np.bincount(idx, w[near], 20)
+    mean = np.bincount(idx, w[near] * (y[near] - outside_level), 20)
+    good = wsum > 0
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    if good.sum() < 2:
+        return np.zeros(int(near.sum())), near
+    template = np.interp(x[near], centres[good], mean[good] / wsum[good])
+    return template, near
+
+
+def _template_amplitudes(m, y, w, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares amplitude of template ``m`` in each group of points, and its error (1.0
+    is the mean dip); groups with no template signal get an infinite error."""
+    _, inv = np.unique(groups, return_inverse=True)
+    mm = np.bincount(inv, w * m * m)
+    my = np.bincount(inv, w * m * y)
+    ok = mm > 0
+    amp = np.where(ok, my / np.where(ok, mm, 1.0), 0.0)
+    err = np.where(ok, 1.0 / np.sqrt(np.where(ok, mm, 1.0)), np.inf)
+    return amp, err
+
+
+def _template_depth_tests(m, y, w, epoch_no, red: float) -> tuple[float, float, float, float]:
+    """Odd/even: significance and size of the difference of the template amplitudes of odd
+    and even transits; uneven: chi^2 per dof of the single transits' amplitudes about their
+    mean (errors widened by the red-noise factor) and their weighted spread. A planet's
+    transits agree; an eclipsing binary at twice its period, two different planets' single
+    transits, or a binary folded at the wrong period do not."""
+    if not len(m) or not np.any(m):
+        return 0.0, 0.0, 0.0, 0.0
+    amp, err = _template_amplitudes(m, y, w, epoch_no % 2)
+    oe_sigma = oe_rel = 0.0
+    if len(amp) == 2 and np.all(np.isfinite(err)):
+        oe_rel = float(abs(amp[0] - amp[1]))
+        oe_sigma = oe_rel / float(np.hypot(*err)) / red
+    amp, err = _template_amplitudes(m, y, w, epoch_no)
+    fin = np.isfinite(err)
+    if fin.sum() < 3:  # fewer than three transits: nothing to compare
+        return oe_sigma, oe_rel, 0.0, 0.0
+    amp, err = amp[fin], err[fin] * red
+    weight = 1.0 / np.square(err)
+    mean = float(np.average(amp, weights=weight))
+    chi2 = float(np.sum(np.square((amp - mean) / err)) / (len(amp) - 1))
+    spread = float(np.sqrt(np.average(np.square(amp - mean), weights=weight)) / max(abs(mean), 1e-12))
+    return oe_sigma, oe_rel, chi2, spread
+
+
+def _brightening_beside(y, w, ph, period, dur, outside_level, red: float, depth: float) -> tuple[float, float]:
+    """The largest brightening just outside the dip (0.8-1.5 and 1.5-2.5 durations from
+    mid-transit, either side): its significance and its size relative to the depth. A
+    heartbeat star (an eccentric binary at periastron) dips and brightens within hours; a
+    planet's star is flat around the transit."""
+    x = ph * period / dur
+    best_sigma, best_rel = 0.0, 0.0
+    for lo, hi in ((0.8, 1.5), (1.5, 2.5)):
+        for sign in (-1.0, 1.0):
+            sel = (sign * x > lo) & (sign * x < hi)
+            ws = w[sel].sum()
+            if sel.sum() < 3 or ws <= 0:
+                continue
+            rise = float(np.average(y[sel], weights=w[sel]) - outside_level)
+            sigma = rise * np.sqrt(ws) / red
+            if sigma > best_sigma:
+                best_sigma, best_rel = float(sigma), rise / max(depth, 1e-12)
+    return best_sigma, best_rel
 
 
 def describe(lc: LightCurve, res: BlsResult) -> Candidate:
@@ -235,25 +314,21 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     outside = float(np.average(y[~in_tr], weights=w[~in_tr])) if (~in_tr).any() else 0.0
     transit_depths, transit_weights = _single_transits(y, w, in_tr, epoch_no, outside)
     single = _max_single_event_share(transit_depths, transit_weights)
-    odd = in_tr & (epoch_no % 2 == 1)
-    even = in_tr & (epoch_no % 2 == 0)
-    d_odd, e_odd = _box_depth(y[~even], w[~even], odd[~even])
-    d_even, e_even = _box_depth(y[~odd], w[~odd], even[~odd])
-    oe = abs(d_odd - d_even) / np.hypot(e_odd, e_even) if np.isfinite(e_odd + e_even) else 0.0
     sec_mask = np.abs((np.abs(ph) - 0.5) * P) < dur / 2
     d_sec, e_sec = _box_depth(y[~in_tr], w[~in_tr], sec_mask[~in_tr])
     sec = d_sec / e_sec if np.isfinite(e_sec) and e_sec > 0 else 0.0
     red = red_noise_factor(y, w, ph, dur / P, outside)
-    snr, oe, sec = snr / red, oe / red, sec / red
-    spread_chi2, spread = _transit_depth_spread(transit_depths, transit_weights, red)
+    snr, sec = snr / red, sec / red
+    m, near = _transit_template(ph, y, w, P, dur, outside)
+    oe, oe_rel, spread_chi2, spread = _template_depth_tests(m, y[near] - outside, w[near], epoch_no[near], red)
+    beside_sigma, beside_rel = _brightening_beside(y, w, ph, P, dur, outside, red, depth)
     scale = max(depth, 1e-6)
-    oe_rel = abs(d_odd - d_even) / scale if np.isfinite(e_odd + e_even) else 0.0
     gv, coverage = _binned(ph, y, -0.5, 0.5, GLOBAL_BINS)
     half = LOCAL_HALF_WIDTH * dur / P
     lv, _ = _binned(ph, y, -half, half, LOCAL_BINS)
     return Candidate(P, T0, dur, depth, float(snr), res.sde, int(n_transits), float(oe), float(sec),
                      int(in_tr.sum()), float(coverage), single, float(oe_rel), float(d_sec / scale),
-                     spread_chi2, spread,
+                     spread_chi2, spread, beside_sigma, beside_rel,
                      (gv / scale).astype(np.float32),
                      (lv / scale).astype(np.float32))
 

@@ -72,6 +72,18 @@ for kic, path in ((9651065, "paper/lc/9651065_lc.txt"), (6780873, "paper/lc/6780
     SOURCES.append((f"pulsator_kic{kic}.npz", f"KIC {kic}", "Kepler LC, Q0-17" if "paper/lc" in path
                     else "Kepler LC, first year", "pulsator", "", "danhey/maelstrom", path, MAELSTROM,
                     "delta Scuti pulsator in a binary found by pulsation timing (maelstrom paper); no eclipses"))
+SOURCES += [
+    ("k2_141.npz", "K2-141 (EPIC 246393474)", "K2 C12", "planet_host", "0.2803244;7.7485", "LucaMalavolta/PyORBIT",
+     "examples/K2-141_dataset/K2-141_raw.dat", "100c8e68206c794f583b8e0c418445eba55d0ca9",
+     "ultra-short-period super-Earth K2-141 b, 0.28 d, ~400 ppm, and K2-141 c (Malavolta et al. 2018); the PyORBIT "
+     "example's K2 light curve (times BJD - 2450000), removed from the repository in its next commit"),
+    ("heartbeat_kic4377638.npz", "KIC 4377638", "Kepler LC, Q0-17", "heartbeat_star", "2.8218747", "MinyuLi/K95plus",
+     "04377638.00.lc.data", "091ed970643467e84f08b060248dda5805ad7974",
+     "heartbeat star (eccentric binary) from the Villanova Kepler EB catalogue, modelled in Li et al. (2023); "
+     "corrected flux (columns 1, 5, 6); the period is the one the file's phase column encodes"),
+]
+# Which columns hold time, flux and error where they are not the first three.
+COLUMNS = {"heartbeat_kic4377638.npz": (0, 4, 5)}
 # Mission files kept whole, gzipped: they exercise the FITS reader (PDCSAP, QUALITY flags).
 FITS_SOURCES = [
     ("gj_357.fits.gz", "GJ 357 (TIC 413248763)", "TESS S8, 2 min", "planet_host", "3.93072", "hpparvi/PyTransit",
@@ -96,7 +108,7 @@ def _git_show(repo: str, path: str, commit: str) -> bytes:
                           capture_output=True).stdout
 
 
-def _columns(raw: bytes, path: str) -> np.ndarray:
+def _columns(raw: bytes, path: str, cols: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
     if path.endswith(".npy"):
         a = np.load(io.BytesIO(raw))
         return a.T if a.shape[0] <= 3 < a.shape[1] else a  # stella stores rows (time, flux, error)
@@ -106,7 +118,7 @@ def _columns(raw: bytes, path: str) -> np.ndarray:
             continue
         parts = line.replace(",", " ").split()
         try:
-            rows.append([float(v) for v in parts[:3]])
+            rows.append([float(parts[c]) for c in cols if c < len(parts)])
         except ValueError:
             continue
     return np.array(rows)
@@ -126,7 +138,7 @@ def build() -> None:
                     out.write(raw)
                 w.writerow([file, target, mission, cls, periods, repo, path, commit, note])
                 continue
-            a = _columns(raw, path)
+            a = _columns(raw, path, COLUMNS.get(file, (0, 1, 2)))
             t, f = a[:, 0], a[:, 1]
             e = a[:, 2] if a.shape[1] > 2 else np.full(len(t), np.nan)
             if repo == "danhey/maelstrom" and np.nanmedian(f) < 0.5:  # paper/data/: magnitudes about zero
