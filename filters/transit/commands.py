@@ -19,8 +19,11 @@ def train(argv: list[str]) -> int:
     p.add_argument("--epochs", type=int, default=25, help="training epochs")
     p.add_argument("--members", type=int, default=5, help="networks in the ensemble, one seed each")
     p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--cache", metavar="DIR",
+                   help="keep the simulated, searched light curves here and reuse them (a fresh folder after a search change)")
     a = p.parse_args(argv)
-    train_transit(a.out, n_train=a.n_train, n_test=a.n_test, epochs=a.epochs, seed=a.seed, members=a.members)
+    train_transit(a.out, n_train=a.n_train, n_test=a.n_test, epochs=a.epochs, seed=a.seed, members=a.members,
+                  cache=a.cache)
     return 0
 
 

@@ -78,6 +78,25 @@ def build_dataset(n: int, seed: int, workers: int = 2,
     return {"global": g, "local": loc, "scalars": s, "candidates": cands, **data}
 
 
+def cached_dataset(cache: str | None, n: int, seed: int,
+                   cadence_weights: tuple[float, ...] = DEFAULT_CADENCE_WEIGHTS) -> dict:
+    """``build_dataset``, kept in ``cache`` (a folder) when one is given: simulating and
+    searching is 90% of a training run, and fitting or evaluating again on the same light
+    curves need not repeat it. The file name holds everything the light curves depend on;
+    a change to the search makes the cache stale, so give a fresh folder after one."""
+    if not cache:
+        return build_dataset(n, seed, cadence_weights=cadence_weights)
+    import pickle
+
+    path = Path(cache) / f"transit_{n}_{seed}_{'-'.join(f'{w:g}' for w in cadence_weights)}.pkl"
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
+    data = build_dataset(n, seed, cadence_weights=cadence_weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(data))
+    return data
+
+
 def _augment(g, loc, rng):
     """Small circular shifts and time reversal: the dip need not sit exactly at the centre."""
     shift = int(rng.integers(-4, 5))
@@ -192,7 +211,7 @@ TRAIN_CADENCE_WEIGHTS = (0.45, 0.15, 0.4)
 
 def train_transit(out_dir: str, n_train: int = 10000, n_test: int = 1500, epochs: int = 25,
                   seed: int = 2026, members: int = 5, log=print, real_check: str = K2_3,
-                  devset: bool = True) -> dict:
+                  devset: bool = True, cache: str | None = None) -> dict:
     from filters.evaluation import fit_isotonic
     from filters.transit.card import write_card
 
@@ -201,9 +220,9 @@ def train_transit(out_dir: str, n_train: int = 10000, n_test: int = 1500, epochs
     t0 = time.time()
     # Sparse cadences are the hard case: the training mix oversamples them; validation (for
     # calibration) and the held-out test keep the default mix.
-    train = build_dataset(n_train, seed, cadence_weights=TRAIN_CADENCE_WEIGHTS)
-    valid = build_dataset(max(n_train // 4, 40), seed + 1)
-    test = build_dataset(n_test, seed + 2)
+    train = cached_dataset(cache, n_train, seed, TRAIN_CADENCE_WEIGHTS)
+    valid = cached_dataset(cache, max(n_train // 4, 40), seed + 1)
+    test = cached_dataset(cache, n_test, seed + 2)
     log(f"simulated and searched {len(train['label'])}/{len(valid['label'])}/{len(test['label'])} "
         f"light curves in {time.time() - t0:.0f}s")
     model = fit_ensemble(train, members, epochs=epochs, seed=seed, log=log)

@@ -189,3 +189,21 @@ def test_tiny_training_writes_weights_metrics_and_card(tmp_path):
     scorer = TransitScorer(model_dir=tmp_path)  # the ensemble's size is read from the weights
     assert len(scorer.model.members) == 2 and m["members"] == 2
     assert 0 <= m["auc"] <= 1 and m["test_seed"] != m["seed"] and m["n"] > 0
+
+
+def test_training_cache_builds_once_and_reuses(tmp_path, monkeypatch):
+    from filters.transit import train
+
+    calls = []
+
+    def fake_build(n, seed, workers=2, cadence_weights=(0.6, 0.2, 0.2)):
+        calls.append((n, seed, cadence_weights))
+        return {"label": np.arange(n), "seed": seed}
+
+    monkeypatch.setattr(train, "build_dataset", fake_build)
+    first = train.cached_dataset(str(tmp_path), 5, 7, (0.5, 0.5, 0.0))
+    again = train.cached_dataset(str(tmp_path), 5, 7, (0.5, 0.5, 0.0))
+    other = train.cached_dataset(str(tmp_path), 5, 8, (0.5, 0.5, 0.0))  # another seed: built anew
+    assert calls == [(5, 7, (0.5, 0.5, 0.0)), (5, 8, (0.5, 0.5, 0.0))]
+    assert np.array_equal(first["label"], again["label"]) and other["seed"] == 8
+    assert train.cached_dataset(None, 3, 1)["seed"] == 1 and len(calls) == 3  # no folder: no cache
