@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -221,8 +222,8 @@ def check_fields(impl: Filter) -> None:
 def _count(name: str, result: FilterResult) -> None:
     scored = np.isfinite(result.score)
     metrics.FILTER_SCORED.labels(filter=name).inc(int(scored.sum()))
-    for s in result.score[scored]:
-        metrics.FILTER_SCORE.labels(filter=name).observe(float(s))
-    for r in result.reason:
-        if r is not None:
-            metrics.FILTER_NULL.labels(filter=name, reason=metrics.reason_label(r)).inc()
+    histogram = metrics.FILTER_SCORE.labels(filter=name)
+    for s in result.score[scored].tolist():
+        histogram.observe(s)
+    for label, count in Counter(metrics.reason_label(r) for r in result.reason if r is not None).items():
+        metrics.FILTER_NULL.labels(filter=name, reason=label).inc(count)

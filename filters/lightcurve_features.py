@@ -72,18 +72,22 @@ def snad_features(t: np.ndarray, mag: np.ndarray, err: np.ndarray) -> np.ndarray
     return np.concatenate([m, f])
 
 
-def total_mag_light_curve(batch: AlertBatch, i: int, band: str = "r"):
-    """(t, mag, err) of one alert's detections in ``band`` from total flux (ref + difference)."""
+def _total_flux_points(lc, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n, L) total flux (reference + difference where the reference is known) and the mask
+    of its usable detections in ``band``, for every alert of a batch at once."""
+    total = np.where(np.isfinite(lc.ref_flux), lc.ref_flux + lc.flux, lc.flux)
+    ok = (lc.kind == DETECTION) & (lc.band == BAND_CODE[band]) & np.isfinite(lc.time) & np.isfinite(total) \
+        & (total > 0) & np.isfinite(lc.flux_err) & (lc.flux_err > 0)
+    return total, ok
+
+
+def total_mag_light_curve(batch: AlertBatch, i: int, band: str = "r", points=None):
+    """(t, mag, err) of one alert's detections in ``band`` from total flux (ref + difference).
+    ``points``: :func:`_total_flux_points` of the batch, when already computed."""
     lc = batch.lc
-    n = lc.length[i]
-    sel = (lc.kind[i, :n] == DETECTION) & (lc.band[i, :n] == BAND_CODE[band])
-    t = lc.time[i, :n][sel]
-    diff = lc.flux[i, :n][sel]
-    err = lc.flux_err[i, :n][sel]
-    ref = lc.ref_flux[i, :n][sel]
-    total = np.where(np.isfinite(ref), ref + diff, diff)
-    ok = np.isfinite(t) & np.isfinite(total) & (total > 0) & np.isfinite(err) & (err > 0)
-    t, total, err = t[ok], total[ok], err[ok]
+    total, ok = points if points is not None else _total_flux_points(lc, band)
+    row = ok[i]
+    t, total, err = lc.time[i][row], total[i][row], lc.flux_err[i][row]
     t, first = np.unique(t, return_index=True)  # duplicate epochs break the periodogram
     total, err = total[first], err[first]
     mag = NJY_ZEROPOINT_MAG - 2.5 * np.log10(total)
@@ -108,15 +112,16 @@ def history_features(batch: AlertBatch) -> HistoryFeatures:
     cached = batch.derived.get("snad_r")
     if cached is not None:
         return cached
-    rows, feats, why, points = [], [], {}, np.zeros(batch.n, dtype=np.int64)
-    for i in range(batch.n):
-        t, mag, err = total_mag_light_curve(batch, i)
-        points[i] = len(t)
-        if len(t) < MIN_POINTS:
-            why[i] = f"short_history:<{MIN_POINTS} r-band detections"
-            continue
+    rows, feats = [], []
+    total, ok = _total_flux_points(batch.lc, "r")
+    # Distinct epochs per alert for the whole batch at once: only histories long enough are
+    # read one by one (most alerts' are not).
+    epochs = np.sort(np.where(ok, batch.lc.time, np.nan), axis=1)
+    points = (ok.sum(axis=1) - (np.diff(epochs, axis=1) == 0).sum(axis=1)).astype(np.int64)
+    why = {int(i): f"short_history:<{MIN_POINTS} r-band detections" for i in np.flatnonzero(points < MIN_POINTS)}
+    for i in map(int, np.flatnonzero(points >= MIN_POINTS)):
         try:
-            feats.append(snad_features(t, mag, err))
+            feats.append(snad_features(*total_mag_light_curve(batch, i, points=(total, ok))))
             rows.append(i)
         except ValueError as exc:
             why[i] = f"features_failed:{exc}"[:120]

@@ -76,23 +76,31 @@ def reported(cands: list[Candidate], probs: np.ndarray, threshold: float = 0.5) 
     return int(np.argmax(probs))
 
 
-def alert_light_curve(batch: AlertBatch, i: int) -> tuple[LightCurve, str]:
-    """The alert's history in its best-sampled band, as relative total flux where the survey
-    gives the flux under each point (ZTF's reference magnitude, LSST's scienceFlux), and which
-    flux that is: ``total``, ``difference`` (a transit's shape is then lost) or ``mixed``."""
+def best_band_points(batch: AlertBatch) -> tuple[np.ndarray, np.ndarray]:
+    """For the whole batch at once: an (n, L) mask of each alert's usable points (detections
+    and forced photometry with a finite flux) in its best-sampled band, and which flux those
+    points give: ``total`` where the survey gives the flux under each point (ZTF's reference
+    magnitude, LSST's scienceFlux), ``difference`` (a transit's shape is then lost), ``mixed``
+    or ``none``. Most alert histories are far too short to search: this settles them without
+    a Python step per alert."""
     lc = batch.lc
-    n = lc.length[i]
-    kind, band = lc.kind[i, :n], lc.band[i, :n]
-    usable = np.isin(kind, (DETECTION, FORCED)) & np.isfinite(lc.flux[i, :n])
-    if not usable.any():
-        return LightCurve(np.array([]), np.array([]), np.array([])), "none"
-    best = np.bincount(band[usable] + 1).argmax() - 1
-    sel = usable & (band == best)
-    ref = lc.ref_flux[i, :n][sel]
-    has_ref = np.isfinite(ref)
-    flux = lc.flux[i, :n][sel] + np.where(has_ref, ref, 0.0)
-    which = "total" if has_ref.all() else ("difference" if not has_ref.any() else "mixed")
-    return LightCurve(lc.time[i, :n][sel], flux, lc.flux_err[i, :n][sel]), which
+    usable = ((lc.kind == DETECTION) | (lc.kind == FORCED)) & np.isfinite(lc.flux)
+    codes = range(-1, int(lc.band.max(initial=-1)) + 1)
+    counts = np.stack([(usable & (lc.band == b)).sum(axis=1) for b in codes], axis=1)
+    best = counts.argmax(axis=1) - 1  # ties: the lowest band code
+    sel = usable & (lc.band == best[:, None])
+    points, with_ref = sel.sum(axis=1), (sel & np.isfinite(lc.ref_flux)).sum(axis=1)
+    which = np.where(with_ref == points, "total", np.where(with_ref == 0, "difference", "mixed")).astype(object)
+    which[points == 0] = "none"
+    return sel, which
+
+
+def alert_light_curve(batch: AlertBatch, i: int, sel: np.ndarray) -> LightCurve:
+    """Alert ``i``'s points chosen by ``sel`` (:func:`best_band_points`), as total flux
+    (reference + difference) where the reference flux is known."""
+    lc, row = batch.lc, sel[i]
+    ref = lc.ref_flux[i][row]
+    return LightCurve(lc.time[i][row], lc.flux[i][row] + np.where(np.isfinite(ref), ref, 0.0), lc.flux_err[i][row])
 
 
 class TransitFilter(Filter):
@@ -111,21 +119,20 @@ class TransitFilter(Filter):
         result = FilterResult.empty(batch.n)
         self.null_unsupported(batch, result)
         owners, cands = [], []
-        for i in range(batch.n):
-            if result.reason[i] is not None:
-                continue
-            lc, which_flux = alert_light_curve(batch, i)
-            result.details[i]["flux"] = which_flux
-            if len(lc) < MIN_POINTS:  # the common case for alerts: say so before anything else
-                result.set_null(np.arange(batch.n) == i, f"too_few_points:<{MIN_POINTS}")
-                continue
+        sel, which = best_band_points(batch)
+        for i in np.flatnonzero([r is None for r in result.reason]):
+            result.details[i]["flux"] = which[i]
+        # The common case for alerts, said before anything else: too short to search.
+        result.set_null(sel.sum(axis=1) < MIN_POINTS, f"too_few_points:<{MIN_POINTS}")
+        for i in np.flatnonzero([r is None for r in result.reason]):
+            lc = alert_light_curve(batch, i, sel)
             if np.median(lc.flux) <= 0:
                 result.set_null(np.arange(batch.n) == i, "no_positive_baseline_flux")
                 continue
             found, reason = self.scorer.search(lc, self.max_candidates)
             if reason:
                 result.set_null(np.arange(batch.n) == i, reason)
-            owners += [i] * len(found)
+            owners += [int(i)] * len(found)
             cands += found
         if cands:
             probs = self.scorer.probabilities(cands)
