@@ -19,6 +19,7 @@ from filters.transit.lightcurve import LightCurve
 # the K2 thruster firings (bits 20-21). Kepler and K2 files name the column SAP_QUALITY.
 QUALITY_MASK = 0xFF | (1 << 19) | (1 << 20)
 QUALITY_COLUMNS = ("QUALITY", "SAP_QUALITY")
+QUALITY_NAMES = tuple(c.lower() for c in QUALITY_COLUMNS)  # the same flags in tables and arrays
 TIME_NAMES = ("time", "t", "bjd", "btjd", "bkjd", "time_bkjd", "time_btjd", "mjd", "jd", "hjd", "date")
 FLUX_NAMES = ("pdcsap_flux", "flux", "sap_flux", "f", "relflux", "rel_flux", "norm_flux", "flux_norm")
 ERR_NAMES = ("pdcsap_flux_err", "flux_err", "sap_flux_err", "err", "error", "ferr", "e_flux", "flux_error", "sigma")
@@ -43,7 +44,17 @@ def _columns(data: np.ndarray, header: list[str] | None, name: str) -> LightCurv
         f_col = (1 if t_col != 1 else 0) if f_col is None else f_col
         e_col = _find(header, ERR_NAMES)
     err = data[:, e_col] if e_col is not None else np.full(len(data), np.nan)
-    return LightCurve(data[:, t_col].astype(float), data[:, f_col].astype(float), err.astype(float), name)
+    flux = data[:, f_col].astype(float)
+    q_col = _find(header, QUALITY_NAMES) if header else None
+    if q_col is not None:
+        flux = _drop_flagged(flux, data[:, q_col])
+    return LightCurve(data[:, t_col].astype(float), flux, err.astype(float), name)
+
+
+def _drop_flagged(flux: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """NaN where a mission quality flag of :data:`QUALITY_MASK` is set (missing flags count as unset)."""
+    q = np.nan_to_num(np.asarray(quality, float), nan=0.0).astype(np.int64)
+    return np.where((q & QUALITY_MASK) != 0, np.nan, flux)
 
 
 def _number(token: str) -> float:
@@ -90,9 +101,10 @@ def _named_arrays(arrays: dict[str, np.ndarray], name: str) -> LightCurve:
         raise LightCurveError(f"{name}: arrays {sorted(lower)} name no time ({'/'.join(TIME_NAMES[:3])}) "
                               f"and flux ({'/'.join(FLUX_NAMES[:3])})")
     e = next((lower[n] for n in ERR_NAMES if n in lower), np.full(len(t), np.nan))
-    if not (len(t) == len(f) == len(e)):
-        raise LightCurveError(f"{name}: time, flux and error arrays differ in length")
-    return LightCurve(t.astype(float), f.astype(float), np.asarray(e, float), name)
+    q = next((lower[n] for n in QUALITY_NAMES if n in lower), np.zeros(len(t)))
+    if not (len(t) == len(f) == len(e) == len(q)):
+        raise LightCurveError(f"{name}: time, flux, error and quality arrays differ in length")
+    return LightCurve(t.astype(float), _drop_flagged(f.astype(float), q), np.asarray(e, float), name)
 
 
 def _array(a: np.ndarray, name: str) -> LightCurve:
@@ -141,7 +153,7 @@ def _fits(path: Path) -> LightCurve:
         e = np.asarray(data[err_name], float) if err_name else np.full(len(t), np.nan)
         for q in QUALITY_COLUMNS:
             if q in cols:
-                f = np.where((np.asarray(data[q]).astype(np.int64) & QUALITY_MASK) != 0, np.nan, f)
+                f = _drop_flagged(f, data[q])
     return LightCurve(t, f, e, path.name)
 
 

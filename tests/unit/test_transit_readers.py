@@ -36,6 +36,22 @@ def test_header_names_pick_the_columns(tmp_path):
     assert np.allclose(lc.time, t) and np.allclose(lc.flux, f) and np.allclose(lc.flux_err, e)
 
 
+def test_quality_column_of_a_table_or_npz_drops_flagged_cadences(tmp_path):
+    # A light-curve export (lightkurve's CSV, a cached mission extract) keeps the flags as a
+    # column; a flagged cadence must stay out as it does when the FITS file is read.
+    t, f, e = _curve()
+    q = np.zeros(len(t), np.int64)
+    q[[3, 9]] = [128, 1 << 20]  # manual exclude, K2 thruster firing: dropped
+    q[12] = 8192  # outside the mask: kept
+    rows = "\n".join(f"{a:.6f},{b:.6f},{c:.6f},{d}" for a, b, c, d in zip(t, f, e, q))
+    (tmp_path / "lc.csv").write_text("time_bkjd,pdcsap_flux,pdcsap_flux_err,sap_quality\n" + rows)
+    np.savez(tmp_path / "lc.npz", time=t, flux=f, flux_err=e, quality=q)
+    for name in ("lc.csv", "lc.npz"):
+        lc = load(tmp_path / name)
+        assert len(lc.time) == len(t) - 2 and 12 in np.searchsorted(t, lc.time), name
+        assert not np.isin(t[[3, 9]], lc.time).any(), name
+
+
 def test_numpy_arrays_rows_or_columns_and_named_npz(tmp_path):
     t, f, e = _curve()
     np.save(tmp_path / "cols.npy", np.column_stack([t, f, e]))
