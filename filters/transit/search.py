@@ -84,6 +84,9 @@ class Candidate:
     global_view: np.ndarray = field(repr=False)
     local_view: np.ndarray = field(repr=False)
     vetting: list[str] = field(default_factory=list)  # set by find_candidates: vet() and the star's rule
+    # Secondary significance without the one occultation window that carries most of it
+    # (vetting only; NaN where fewer than three windows hold data, or in older pickles).
+    secondary_sigma_robust: float = float("nan")
 
     def scalars(self) -> np.ndarray:
         return np.array([
@@ -99,11 +102,14 @@ class Candidate:
 def vet(c: Candidate) -> list[str]:
     """The eclipsing-binary tests this candidate fails (empty: it passes)."""
     fired = []
-    if c.secondary_sigma > VET_SIGMA and c.secondary_relative > VET_SECONDARY_RELATIVE:
+    # A binary's secondary shows at every orbit; one event at phase 0.5 (another planet's
+    # transit, a flare) must not make one: the phase-0.5 tests need it without its strongest window too.
+    robust = c.secondary_sigma if np.isnan(c.secondary_sigma_robust) else c.secondary_sigma_robust
+    if min(c.secondary_sigma, robust) > VET_SIGMA and c.secondary_relative > VET_SECONDARY_RELATIVE:
         fired.append("secondary_eclipse")
     if c.odd_even_sigma > VET_SIGMA and c.odd_even_relative > VET_ODD_EVEN_RELATIVE:
         fired.append("odd_even_depths")
-    if c.secondary_sigma < -VET_SIGMA and c.secondary_relative < VET_BRIGHTER_RELATIVE:
+    if max(c.secondary_sigma, robust) < -VET_SIGMA and c.secondary_relative < VET_BRIGHTER_RELATIVE:
         fired.append("brighter_at_half_phase")
     if c.transit_depth_chi2 > VET_UNEVEN_CHI2 and c.transit_depth_spread > VET_UNEVEN_SPREAD:
         fired.append("uneven_transits")
@@ -194,6 +200,23 @@ def _single_transits(y, w, in_tr, epoch_no, outside_level) -> tuple[np.ndarray, 
     wi, yi = w[in_tr], y[in_tr]
     wsum = np.bincount(inv, wi)
     return outside_level - np.bincount(inv, wi * yi) / wsum, wsum
+
+
+def _secondary_without_strongest_window(y, w, t, period, epoch, in_tr, sec_mask) -> float:
+    """Significance of the phase-0.5 box depth with the single occultation window of largest
+    |deficit / error| left out; NaN when fewer than three windows hold data."""
+    out = ~in_tr
+    window = np.round((t - epoch) / period - 0.5).astype(int)
+    sel = sec_mask & out
+    if len(np.unique(window[sel])) < 3:
+        return float("nan")
+    level = np.average(y[out & ~sec_mask], weights=w[out & ~sec_mask]) if (out & ~sec_mask).any() else 0.0
+    ids, inv = np.unique(window[sel], return_inverse=True)
+    wsum = np.bincount(inv, w[sel])
+    ses = (level - np.bincount(inv, w[sel] * y[sel]) / wsum) * np.sqrt(wsum)
+    keep = out & ~(sec_mask & (window == ids[np.argmax(np.abs(ses))]))
+    d, e = _box_depth(y[keep], w[keep], sec_mask[keep])
+    return d / e if np.isfinite(e) and e > 0 else 0.0
 
 
 def _max_single_event_share(deficit: np.ndarray, wsum: np.ndarray) -> float:
@@ -317,8 +340,9 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
     sec_mask = np.abs((np.abs(ph) - 0.5) * P) < dur / 2
     d_sec, e_sec = _box_depth(y[~in_tr], w[~in_tr], sec_mask[~in_tr])
     sec = d_sec / e_sec if np.isfinite(e_sec) and e_sec > 0 else 0.0
+    sec_robust = _secondary_without_strongest_window(y, w, t, P, T0, in_tr, sec_mask)
     red = red_noise_factor(y, w, ph, dur / P, outside)
-    snr, sec = snr / red, sec / red
+    snr, sec, sec_robust = snr / red, sec / red, sec_robust / red
     m, near = _transit_template(ph, y, w, P, dur, outside)
     oe, oe_rel, spread_chi2, spread = _template_depth_tests(m, y[near] - outside, w[near], epoch_no[near], red)
     beside_sigma, beside_rel = _brightening_beside(y, w, ph, P, dur, outside, red, depth)
@@ -330,7 +354,7 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
                      int(in_tr.sum()), float(coverage), single, float(oe_rel), float(d_sec / scale),
                      spread_chi2, spread, beside_sigma, beside_rel,
                      (gv / scale).astype(np.float32),
-                     (lv / scale).astype(np.float32))
+                     (lv / scale).astype(np.float32), secondary_sigma_robust=float(sec_robust))
 
 
 def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu",

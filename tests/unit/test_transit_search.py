@@ -3,6 +3,8 @@ at high SNR, candidates that must be different signals, eclipsing-binary vetting
 from the light curve rather than the file, and the real development set's bookkeeping."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,22 @@ def test_cpu_kernel_and_tensor_program_agree(monkeypatch):
     tensor = bls(lc.time, lc.flux, lc.flux_err, periods)
     assert fast.period == tensor.period and fast.epoch == pytest.approx(tensor.epoch, abs=1e-6)
     assert np.corrcoef(fast.periodogram, tensor.periodogram)[0, 1] > 0.9999
+
+
+def test_one_event_at_half_phase_is_not_a_secondary_eclipse():
+    # A small planet whose folded phase 0.5 catches one deep dip of something else (another
+    # planet's single transit, as Kepler-10 c's falls at Kepler-10 b's phase 0.5 in Q1).
+    lc = _box_light_curve(0.84, 4e-4, 0.06, sigma=5e-5, days=33.0, seed=8)
+    ph = np.remainder(lc.time - 0.3 * 0.84 + 0.42, 0.84) - 0.42
+    k = int(np.flatnonzero((np.abs(np.abs(ph) - 0.42) < 0.01) & (lc.time > 16))[0])
+    lc.flux[k - 2:k + 3] -= 1.5e-3
+    c = find_candidates(detrend(lc), max_candidates=1)[0]
+    assert c.period == pytest.approx(0.84, rel=0.002)
+    assert c.secondary_sigma > 5 and c.secondary_sigma_robust < 5 and vet(c) == []
+    assert "secondary_eclipse" in vet(replace(c, secondary_sigma_robust=float("nan")))  # the full window alone fires
+
+
+def test_real_kepler_hot_jupiters_and_a_rocky_planet_pass_vetting():
+    for name, period in (("hat_p_7.csv", 2.204735417), ("tres_2.csv", 2.470613377), ("kepler_10.csv", 0.837495)):
+        c = find_candidates(prepare(load(DEVSET / name)), max_candidates=1)[0]
+        assert c.period == pytest.approx(period, rel=0.001) and vet(c) == [], (name, vet(c))

@@ -95,7 +95,7 @@ FITS_SOURCES = [
 ]
 # Files kept as the source's bytes (tables with a quality column: they exercise the table reader's
 # quality flags). The repository could not be fetched here; its file was read through the tool
-# library's read_file in 16,000-character pages and joined (71,832 bytes, the size it reports).
+# library's read_file in 16,000-character pages and joined (the size it reports; 71,832 bytes for HAT-P-7).
 # Known periods from the NASA Exoplanet Archive's cumulative KOI table (koi_period) as stored in
 # akira921x/Kepler-Downloader-DR25 input_samples/cumulative_koi_2025.09.06_13.27.56.csv @ 337180a.
 COPIED_SOURCES = [
@@ -104,6 +104,17 @@ COPIED_SOURCES = [
      "f73036fc2d052e60f9c43da58a7eb7cef8fce5b3",
      "hot Jupiter HAT-P-7 b (KOI-2.01, depth ~6,700 ppm, Kepler SNR ~5,900 over Q1-17); PDCSAP extract of "
      "kplr010666592-2009166043257_llc.fits with SAP_QUALITY"),
+    ("tres_2.csv", "TrES-2 = Kepler-1 (KIC 11446443)", "Kepler Q1 LC", "planet_host", "2.470613377",
+     "LewisAGI/exo-planets", "data/cache/lightcurves/kepler1b_kic11446443_q1_llc.csv",
+     "aa509cdc14547e8d7565b1b4646f64f974e173fe",
+     "grazing hot Jupiter TrES-2 b (KOI-1.01, impact parameter 0.82, V-shaped, 1.7-h transits, depth ~14,000 ppm); "
+     "PDCSAP extract of kplr011446443-2009166043257_llc.fits with SAP_QUALITY (70,286 bytes)"),
+    ("kepler_10.csv", "Kepler-10 (KIC 11904151)", "Kepler Q1 LC", "planet_host", "0.837495;45.29485",
+     "LewisAGI/exo-planets", "data/cache/lightcurves/kepler10b_kic11904151_q1_llc.csv",
+     "f73036fc2d052e60f9c43da58a7eb7cef8fce5b3",
+     "rocky ultra-short-period Kepler-10 b (~150 ppm; period from Batalha et al. 2011) and Kepler-10 c (45.29485 d, "
+     "Fressin et al. 2011), whose one Q1 transit falls at b's phase 0.5; PDCSAP extract of "
+     "kplr011904151-2009166043257_llc.fits with SAP_QUALITY (70,223 bytes)"),
 ]
 # Kepler eclipsing binaries (periods 0.25-0.75 d; the first five with the periods the source states)
 EB_PERIODS = {12: "0.801921", 22: "0.559159", 29: "0.932316", 43: "0.536675", 49: "0.892750"}
