@@ -18,7 +18,7 @@ fell does not make a planet's transits look unequal.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,6 +52,10 @@ VET_UNEVEN_SPREAD = 0.5
 VET_BESIDE_RELATIVE = 0.2
 VET_BESIDE_MIN_PERIOD_D = 1.0
 VETOED_SCORE_CAP = 0.05
+# A fold whose strongest single event carries this share of the signal is one dip, not a
+# periodic one: the next search masks that event only, so that other planets' transits that
+# the fold happened to catch stay in.
+SINGLE_EVENT_DOMINATED = 0.5
 MAX_SEARCHES = 4  # searches per light curve, repeats included (each costs a full BLS)
 SEARCH_ON_SNR = 7.1  # search again only after a candidate this strong (Kepler's detection threshold)
 MIN_POINTS = 100
@@ -125,8 +129,13 @@ EB_TELLS = ("secondary_eclipse", "odd_even_depths", "brighter_at_half_phase", "t
 
 
 def is_binary(c: Candidate) -> bool:
-    """Whether the candidate fails one of the eclipsing-binary tells (not only a transit-shape test)."""
-    return any(t in EB_TELLS for t in vet(c))
+    """Whether the candidate fails one of the eclipsing-binary tells (not only a transit-shape
+    test). Odd and even transits that differ say nothing when one event carries most of the
+    signal: that is a fold of different dips (several planets' single transits), not a binary."""
+    tells = [t for t in vet(c) if t in EB_TELLS]
+    if c.max_single_event_share > SINGLE_EVENT_DOMINATED:
+        tells = [t for t in tells if t != "odd_even_depths"]
+    return bool(tells)
 
 
 def vet_star(cands: list[Candidate]) -> None:
@@ -357,6 +366,45 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
                      (lv / scale).astype(np.float32), secondary_sigma_robust=float(sec_robust))
 
 
+def _doubled_if_alternate_empty(lc: LightCurve, res: BlsResult) -> BlsResult:
+    """The signal at twice its period when every other transit of the fold holds no dip (the
+    weaker parity's depth under 3 sigma and under a fifth of the stronger's): a planet folded
+    at half its period, which the odd/even test would otherwise call a binary."""
+    t, y = lc.time, lc.flux - 1.0
+    w = 1.0 / np.square(lc.flux_err)
+    in_tr = np.abs(_phase(t, res.period, res.epoch) * res.period) < res.duration / 2
+    parity = np.round((t - res.epoch) / res.period).astype(int) % 2
+    depths = []
+    for k in (0, 1):
+        d, e = _box_depth(y, w, in_tr & (parity == k))
+        depths.append((d, e))
+    (d0, e0), (d1, e1) = depths
+    if not (np.isfinite(e0) and np.isfinite(e1)):
+        return res
+    strong, (weak, weak_err) = (0, depths[1]) if d0 >= d1 else (1, depths[0])
+    if weak >= 3 * weak_err or weak >= 0.2 * max(d0, d1):
+        return res
+    return replace(res, period=2 * res.period, epoch=res.epoch + strong * res.period)
+
+
+def _outside_transits(lc: LightCurve, period: float, epoch: float, duration: float) -> np.ndarray:
+    """Points more than 1.5 durations from every transit of this signal; or, when one event
+    carries most of it (``SINGLE_EVENT_DOMINATED``), from that event only."""
+    ph = _phase(lc.time, period, epoch) * period
+    near = np.abs(ph) <= 1.5 * duration
+    in_tr = np.abs(ph) < duration / 2
+    if not in_tr.any():
+        return ~near
+    y, w = lc.flux - 1.0, 1.0 / np.square(lc.flux_err)
+    epoch_no = np.round((lc.time - epoch) / period).astype(int)
+    level = float(np.average(y[~near], weights=w[~near])) if (~near).any() else 0.0
+    deficit, wsum = _single_transits(y, w, in_tr, epoch_no, level)
+    if _max_single_event_share(deficit, wsum) <= SINGLE_EVENT_DOMINATED:
+        return ~near
+    strongest = np.unique(epoch_no[in_tr])[np.argmax(np.square(np.clip(deficit, 0, None)) * wsum)]
+    return ~(near & (epoch_no == strongest))
+
+
 def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu",
                     oversample: float = 1.0, n_bins: int = 300, max_searches: int = MAX_SEARCHES) -> list[Candidate]:
     """The best few box-shaped periodic dips, strongest first, each a different signal: found
@@ -375,13 +423,18 @@ def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu"
         if not np.isfinite(res.power) or res.power <= 0:
             break
         res = refine(cur.time, cur.flux, cur.flux_err, res, device=device)
-        if not any(same_signal(res.period, c.period) for c in out):
-            out.append(describe(cur, res))
+        c = describe(cur, res)
+        if "odd_even_depths" in vet(c):
+            doubled = _doubled_if_alternate_empty(cur, res)
+            if doubled is not res:
+                res, c = doubled, describe(cur, doubled)
+        if not any(same_signal(res.period, o.period) for o in out):
+            out.append(c)
             if len(out) == 1 and is_binary(out[0]):
                 break  # vet_star rules out every later candidate of a binary: no need to search for them
             if out[-1].snr < SEARCH_ON_SNR:
                 break  # the strongest signal left is noise: the next searches find weaker ones
-        keep = np.abs(_phase(cur.time, res.period, res.epoch) * res.period) > 1.5 * res.duration
+        keep = _outside_transits(cur, res.period, res.epoch, res.duration)
         cur = LightCurve(cur.time[keep], cur.flux[keep], cur.flux_err[keep], cur.name)
     vet_star(out)
     return out

@@ -179,3 +179,30 @@ def test_real_kepler_hot_jupiters_and_a_rocky_planet_pass_vetting():
     for name, period in (("hat_p_7.csv", 2.204735417), ("tres_2.csv", 2.470613377), ("kepler_10.csv", 0.837495)):
         c = find_candidates(prepare(load(DEVSET / name)), max_candidates=1)[0]
         assert c.period == pytest.approx(period, rel=0.001) and vet(c) == [], (name, vet(c))
+
+
+def test_half_period_fold_of_a_planet_is_doubled_but_a_binary_is_not():
+    from filters.transit.bls import BlsResult
+    from filters.transit.search import _doubled_if_alternate_empty
+
+    def half(lc):  # the fold at half the period, transits every other epoch
+        return BlsResult(1.5, 0.3 * 3.0, 0.1, 0.0, 1.0, 10.0, np.zeros(0), np.zeros(0))
+
+    planet = detrend(_box_light_curve(3.0, 2e-3, 0.1, seed=9))
+    doubled = _doubled_if_alternate_empty(planet, half(planet))
+    off = np.remainder(doubled.epoch - 0.9, 3.0)
+    assert doubled.period == pytest.approx(3.0) and min(off, 3.0 - off) < 1e-6  # on a transit, not between
+    binary = detrend(_box_light_curve(3.0, 2e-3, 0.1, seed=9, secondary=0.6))  # a secondary at phase 0.5
+    assert _doubled_if_alternate_empty(binary, half(binary)).period == pytest.approx(1.5)
+
+
+def test_a_fold_carried_by_one_dip_masks_that_dip_only():
+    from filters.transit.search import _outside_transits
+
+    lc = _box_light_curve(5.0, 1e-4, 0.1, sigma=5e-5, days=40.0, seed=10)
+    k = np.searchsorted(lc.time, 21.0)
+    lc.flux[k - 3:k + 4] -= 3e-3  # one deep event at t = 21
+    keep = _outside_transits(lc, 7.0, 21.0, 0.15)  # a fold at 7 d whose other epochs hold nothing
+    assert not keep[k] and keep[np.searchsorted(lc.time, 14.0)] and keep[np.searchsorted(lc.time, 28.0)]
+    keep_all = _outside_transits(lc, 5.0, 1.5, 0.1)  # the planet itself: all its transits
+    assert not keep_all[np.searchsorted(lc.time, 6.5)] and not keep_all[np.searchsorted(lc.time, 11.5)]

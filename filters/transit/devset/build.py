@@ -115,6 +115,12 @@ COPIED_SOURCES = [
      "rocky ultra-short-period Kepler-10 b (~150 ppm; period from Batalha et al. 2011) and Kepler-10 c (45.29485 d, "
      "Fressin et al. 2011), whose one Q1 transit falls at b's phase 0.5; PDCSAP extract of "
      "kplr011904151-2009166043257_llc.fits with SAP_QUALITY (70,223 bytes)"),
+    ("kepler_11.csv", "Kepler-11 (KIC 6541920)", "Kepler Q1 LC", "planet_host", "10.30375;13.02502;22.68719;31.9959;46.68876;118.37774",
+     "LewisAGI/exo-planets", "data/cache/lightcurves/kepler11b_kic6541920_q1_llc.csv",
+     "f73036fc2d052e60f9c43da58a7eb7cef8fce5b3",
+     "six transiting planets (periods from Lissauer et al. 2011); in this 33-day quarter c transits three times, "
+     "b three times (~250 ppm), d twice, e once: a multi-planet star on a short baseline; PDCSAP extract of "
+     "kplr006541920-2009166043257_llc.fits with SAP_QUALITY (67,021 bytes)"),
 ]
 # Kepler eclipsing binaries (periods 0.25-0.75 d; the first five with the periods the source states)
 EB_PERIODS = {12: "0.801921", 22: "0.559159", 29: "0.932316", 43: "0.536675", 49: "0.892750"}
