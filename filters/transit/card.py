@@ -106,14 +106,20 @@ Lomb-Scargle sinusoids) and detrended again; the noise is measured from the ligh
 per segment, never taken from the file's error bars; significances are further divided by a
 red-noise factor measured from boxes of the transit's width at other phases. The period search
 runs from 0.2 d to a third of the baseline, each best period is refined on a fine local grid,
-and later candidates must be different signals (no repeats or simple ratios of earlier ones).
+and later candidates must be different signals (no repeats or simple ratios of earlier ones); a
+fold whose alternate transits hold no dip is refolded at twice the period (a planet found at half
+its period), and a fold carried by one dip masks only that dip before the next search.
 **Vetting** then caps at {VETOED_SCORE_CAP} the score of a candidate that shows an eclipsing binary's tell
 (`vetting` in the annotation: `secondary_eclipse`, `odd_even_depths`, `brighter_at_half_phase`,
 `brightening_beside_dip` (a heartbeat star, periods from 1 d), `uneven_transits`, `too_deep_for_a_planet`;
 and `star_is_eclipsing_binary` for the weaker candidates of a star whose strongest signal is a
 binary's). Odd, even and single-transit depths are amplitudes of the mean folded dip fitted to
 each group of points, so cadences falling at different places in the transit do not make a
-planet's transits look unequal. Written by `alert-broker train transit`.
+planet's transits look unequal. The phase-0.5 tests (secondary eclipse, brighter at half phase)
+must also hold without the single strongest occultation window: another planet's one transit
+falling at phase 0.5 (Kepler-10 c's at Kepler-10 b's) is not a secondary eclipse. Written by
+`alert-broker train transit` (`--reevaluate` recalibrates and reports an existing model on light
+curves searched by the current code, after a search or vetting change).
 
 ## Data
 

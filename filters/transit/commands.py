@@ -9,7 +9,7 @@ from filters.base import print_rows
 
 
 def train(argv: list[str]) -> int:
-    from filters.transit.train import train_transit
+    from filters.transit.train import reevaluate_transit, train_transit
 
     p = argparse.ArgumentParser(prog="alert-broker train transit",
                                 description="simulate, search, train the CNN ensemble, write the model card")
@@ -21,7 +21,13 @@ def train(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--cache", metavar="DIR",
                    help="keep the simulated, searched light curves here and reuse them (a fresh folder after a search change)")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="no fitting: calibrate and report the model in --out again on light curves searched by the "
+                        "current code (after a search or vetting change)")
     a = p.parse_args(argv)
+    if a.reevaluate:
+        reevaluate_transit(a.out, n_test=a.n_test, cache=a.cache)
+        return 0
     train_transit(a.out, n_train=a.n_train, n_test=a.n_test, epochs=a.epochs, seed=a.seed, members=a.members,
                   cache=a.cache)
     return 0

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from filters.transit.lightcurve import prepare
-from filters.transit.model import TransitCNN, TransitEnsemble, predict_logits, to_arrays
+from filters.transit.model import TransitCNN, TransitEnsemble, load_ensemble, predict_logits, to_arrays
 from filters.transit.search import find_candidates, too_little_data
 from filters.transit.simulate import DEFAULT_CADENCE_WEIGHTS, simulate
 
@@ -212,9 +212,6 @@ TRAIN_CADENCE_WEIGHTS = (0.45, 0.15, 0.4)
 def train_transit(out_dir: str, n_train: int = 10000, n_test: int = 1500, epochs: int = 25,
                   seed: int = 2026, members: int = 5, log=print, real_check: str = K2_3,
                   devset: bool = True, cache: str | None = None) -> dict:
-    from filters.evaluation import fit_isotonic
-    from filters.transit.card import write_card
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -226,16 +223,40 @@ def train_transit(out_dir: str, n_train: int = 10000, n_test: int = 1500, epochs
     log(f"simulated and searched {len(train['label'])}/{len(valid['label'])}/{len(test['label'])} "
         f"light curves in {time.time() - t0:.0f}s")
     model = fit_ensemble(train, members, epochs=epochs, seed=seed, log=log)
+    torch.save(model.state_dict(), out / "transit_cnn.pt")
+    setup = dict(n_train=int(len(train["label"])), epochs=epochs, seed=seed, members=members)
+    return _calibrate_and_report(out, model, valid, test, setup, t0, log, real_check, devset)
+
+
+def reevaluate_transit(out_dir: str, n_test: int = 1500, log=print, real_check: str = K2_3,
+                       devset: bool = True, cache: str | None = None) -> dict:
+    """Calibrate and report the ensemble in ``out_dir`` again on validation and test light
+    curves searched by the current code (same seeds and sizes as its training), without
+    refitting: after a change to the search or the vetting, its metrics, threshold and card
+    then describe the filter as it runs."""
+    out = Path(out_dir)
+    t0 = time.time()
+    setup = {k: v for k, v in json.loads((out / "transit_metrics.json").read_text()).items()
+             if k in ("n_train", "epochs", "seed", "members")}
+    valid = cached_dataset(cache, max(setup["n_train"] // 4, 40), setup["seed"] + 1)
+    test = cached_dataset(cache, n_test, setup["seed"] + 2)
+    model = load_ensemble(out / "transit_cnn.pt")
+    return _calibrate_and_report(out, model, valid, test, setup, t0, log, real_check, devset)
+
+
+def _calibrate_and_report(out: Path, model, valid: dict, test: dict, setup: dict, t0: float, log,
+                          real_check: str, devset: bool) -> dict:
+    from filters.evaluation import fit_isotonic
+    from filters.transit.card import write_card
+
     _, raw_valid = reported_logits(model, valid)
     calibration = fit_isotonic(raw_valid, valid["injected"], smooth=True)
     metrics = evaluate(model, test, calibration)
     ev = {k: metrics.pop(k) for k in ("raw", "calibrated")}
-    metrics.update(n_train=int(len(train["label"])), epochs=epochs, seed=seed, test_seed=seed + 2, members=members,
-                   train_cadence_weights=list(TRAIN_CADENCE_WEIGHTS), test_cadence_weights=list(DEFAULT_CADENCE_WEIGHTS),
-                   train_seconds=round(time.time() - t0, 1))
+    metrics.update(setup, test_seed=setup["seed"] + 2, train_cadence_weights=list(TRAIN_CADENCE_WEIGHTS),
+                   test_cadence_weights=list(DEFAULT_CADENCE_WEIGHTS), train_seconds=round(time.time() - t0, 1))
     log(f"held-out: AUC {metrics['auc']:.4f}; recall@1%FPR {metrics['recall_at_1pct_fpr']:.3f}; "
         f"SNR>=10: {metrics['recall_at_1pct_fpr_snr_ge_10']:.3f}")
-    torch.save(model.state_dict(), out / "transit_cnn.pt")
     (out / "transit_calibration.json").write_text(json.dumps(calibration))
     (out / "transit_metrics.json").write_text(json.dumps(metrics, indent=1))
     if real_check and Path(real_check).is_file():  # a real planet host, scored exactly as `score transit` does

@@ -189,6 +189,15 @@ def test_tiny_training_writes_weights_metrics_and_card(tmp_path):
     scorer = TransitScorer(model_dir=tmp_path)  # the ensemble's size is read from the weights
     assert len(scorer.model.members) == 2 and m["members"] == 2
     assert 0 <= m["auc"] <= 1 and m["test_seed"] != m["seed"] and m["n"] > 0
+    # Reported again on freshly searched light curves (as after a search change): the weights
+    # stay, calibration, metrics and card are rewritten, the training setup is kept.
+    from filters.transit.train import reevaluate_transit
+
+    weights = (tmp_path / "transit_cnn.pt").read_bytes()
+    (tmp_path / "MODEL_CARD.md").unlink()
+    again = reevaluate_transit(str(tmp_path), n_test=40, log=lambda *_: None, real_check="", devset=False)
+    assert (tmp_path / "transit_cnn.pt").read_bytes() == weights and (tmp_path / "MODEL_CARD.md").exists()
+    assert again["auc"] == pytest.approx(m["auc"]) and again["n_train"] == m["n_train"] and again["members"] == 2
 
 
 def test_training_cache_builds_once_and_reuses(tmp_path, monkeypatch):
