@@ -107,8 +107,7 @@ per segment, never taken from the file's error bars; significances are further d
 red-noise factor measured from boxes of the transit's width at other phases. The period search
 runs from 0.2 d to a third of the baseline, each best period is refined on a fine local grid,
 and later candidates must be different signals (no repeats or simple ratios of earlier ones); a
-fold whose alternate transits hold no dip is refolded at twice the period (a planet found at half
-its period), and a fold carried by one dip masks only that dip before the next search.
+fold carried by one dip masks only that dip before the next search.
 **Vetting** then caps at {VETOED_SCORE_CAP} the score of a candidate that shows an eclipsing binary's tell
 (`vetting` in the annotation: `secondary_eclipse`, `odd_even_depths`, `brighter_at_half_phase`,
 `brightening_beside_dip` (a heartbeat star, periods from 1 d), `uneven_transits`, `too_deep_for_a_planet`;

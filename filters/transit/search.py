@@ -18,7 +18,7 @@ fell does not make a planet's transits look unequal.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -298,27 +298,6 @@ def describe(lc: LightCurve, res: BlsResult) -> Candidate:
                      (lv / scale).astype(np.float32), secondary_sigma_robust=float(sec_robust))
 
 
-def _doubled_if_alternate_empty(lc: LightCurve, res: BlsResult) -> BlsResult:
-    """The signal at twice its period when every other transit of the fold holds no dip (the
-    weaker parity's depth under 3 sigma and under a fifth of the stronger's): a planet folded
-    at half its period, which the odd/even test would otherwise call a binary."""
-    t, y = lc.time, lc.flux - 1.0
-    w = 1.0 / np.square(lc.flux_err)
-    in_tr = np.abs(_phase(t, res.period, res.epoch) * res.period) < res.duration / 2
-    parity = np.round((t - res.epoch) / res.period).astype(int) % 2
-    depths = []
-    for k in (0, 1):
-        d, e = _box_depth(y, w, in_tr & (parity == k))
-        depths.append((d, e))
-    (d0, e0), (d1, e1) = depths
-    if not (np.isfinite(e0) and np.isfinite(e1)):
-        return res
-    strong, (weak, weak_err) = (0, depths[1]) if d0 >= d1 else (1, depths[0])
-    if weak >= 3 * weak_err or weak >= 0.2 * max(d0, d1):
-        return res
-    return replace(res, period=2 * res.period, epoch=res.epoch + strong * res.period)
-
-
 def _outside_transits(lc: LightCurve, period: float, epoch: float, duration: float) -> np.ndarray:
     """Points more than 1.5 durations from every transit of this signal; or, when one event
     carries most of it (``SINGLE_EVENT_DOMINATED``), from that event only."""
@@ -355,13 +334,8 @@ def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu"
         if not np.isfinite(res.power) or res.power <= 0:
             break
         res = refine(cur.time, cur.flux, cur.flux_err, res, device=device)
-        c = describe(cur, res)
-        if "odd_even_depths" in vet(c):
-            doubled = _doubled_if_alternate_empty(cur, res)
-            if doubled is not res:
-                res, c = doubled, describe(cur, doubled)
         if not any(same_signal(res.period, o.period) for o in out):
-            out.append(c)
+            out.append(describe(cur, res))
             if len(out) == 1 and is_binary(out[0]):
                 break  # vet_star rules out every later candidate of a binary: no need to search for them
             if out[-1].snr < SEARCH_ON_SNR:

@@ -181,21 +181,6 @@ def test_real_kepler_hot_jupiters_and_a_rocky_planet_pass_vetting():
         assert c.period == pytest.approx(period, rel=0.001) and vet(c) == [], (name, vet(c))
 
 
-def test_half_period_fold_of_a_planet_is_doubled_but_a_binary_is_not():
-    from filters.transit.bls import BlsResult
-    from filters.transit.search import _doubled_if_alternate_empty
-
-    def half(lc):  # the fold at half the period, transits every other epoch
-        return BlsResult(1.5, 0.3 * 3.0, 0.1, 0.0, 1.0, 10.0, np.zeros(0), np.zeros(0))
-
-    planet = detrend(_box_light_curve(3.0, 2e-3, 0.1, seed=9))
-    doubled = _doubled_if_alternate_empty(planet, half(planet))
-    off = np.remainder(doubled.epoch - 0.9, 3.0)
-    assert doubled.period == pytest.approx(3.0) and min(off, 3.0 - off) < 1e-6  # on a transit, not between
-    binary = detrend(_box_light_curve(3.0, 2e-3, 0.1, seed=9, secondary=0.6))  # a secondary at phase 0.5
-    assert _doubled_if_alternate_empty(binary, half(binary)).period == pytest.approx(1.5)
-
-
 def test_a_fold_carried_by_one_dip_masks_that_dip_only():
     from filters.transit.search import _outside_transits
 
