@@ -4,12 +4,10 @@ even transits of different depth, a brightening at phase 0.5 or beside the dip, 
 transits, a dip too deep for a planet), and the rule for the weaker candidates of a binary star."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from filters.transit.search import Candidate
+# The functions take ``search.Candidate`` objects; they are not imported here because search
+# imports this module (no import circles among the filters' modules).
 
 # Vetting thresholds: significances against the measured noise, and sizes relative to the
 # primary depth, so that neither fires on a planet because its SNR is huge (a hot Jupiter's
@@ -38,7 +36,7 @@ VETOED_SCORE_CAP = 0.05
 SINGLE_EVENT_DOMINATED = 0.5
 
 
-def vet(c: Candidate) -> list[str]:
+def vet(c) -> list[str]:
     """The eclipsing-binary tests this candidate fails (empty: it passes)."""
     fired = []
     # A binary's secondary shows at every orbit; one event at phase 0.5 (another planet's
@@ -63,7 +61,7 @@ EB_TELLS = ("secondary_eclipse", "odd_even_depths", "brighter_at_half_phase", "t
             "brightening_beside_dip")
 
 
-def is_binary(c: Candidate) -> bool:
+def is_binary(c) -> bool:
     """Whether the candidate fails one of the eclipsing-binary tells (not only a transit-shape
     test). Odd and even transits that differ say nothing when one event carries most of the
     signal: that is a fold of different dips (several planets' single transits), not a binary."""
@@ -73,7 +71,7 @@ def is_binary(c: Candidate) -> bool:
     return bool(tells)
 
 
-def vet_star(cands: list[Candidate]) -> None:
+def vet_star(cands: list) -> None:
     """Each candidate's vetting: its own tests, and for the weaker ones of a star whose
     strongest signal is an eclipsing binary, ``star_is_eclipsing_binary`` (what stays after
     masking a binary's eclipses is its residue, and scored 0.55 on a real Kepler binary)."""
