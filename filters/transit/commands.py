@@ -14,7 +14,7 @@ def train(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="alert-broker train transit",
                                 description="simulate, search, train the CNN ensemble, write the model card")
     p.add_argument("--out", default="filters/transit/artifacts", help="artifact directory")
-    p.add_argument("--n-train", type=int, default=10000, help="simulated training light curves")
+    p.add_argument("--n-train", type=int, default=20000, help="simulated training light curves")
     p.add_argument("--n-test", type=int, default=1500, help="held-out light curves, another seed")
     p.add_argument("--epochs", type=int, default=25, help="training epochs")
     p.add_argument("--members", type=int, default=5, help="networks in the ensemble, one seed each")

@@ -106,7 +106,7 @@ def alert_light_curve(batch: AlertBatch, i: int, sel: np.ndarray) -> LightCurve:
 class TransitFilter(Filter):
     name = "transit"
     commands = "filters.transit.commands"
-    version = "2.1.0"
+    version = "2.2.0"
     fields = {"ztf": ("mjd",), "lsst": ("mjd",)}
     max_batch = 256
 

@@ -209,7 +209,7 @@ K2_3 = "../shared/data/lightcurves/k2_tls/EPIC201367065.csv"
 TRAIN_CADENCE_WEIGHTS = (0.45, 0.15, 0.4)
 
 
-def train_transit(out_dir: str, n_train: int = 10000, n_test: int = 1500, epochs: int = 25,
+def train_transit(out_dir: str, n_train: int = 20000, n_test: int = 1500, epochs: int = 25,
                   seed: int = 2026, members: int = 5, log=print, real_check: str = K2_3,
                   devset: bool = True, cache: str | None = None) -> dict:
     out = Path(out_dir)
