@@ -9,7 +9,7 @@ import numpy as np
 from filters import plots
 from filters.transit.filter import TransitFilter
 from filters.transit.plot import plot_candidate
-from filters.transit.search import VETOED_SCORE_CAP
+from filters.transit.vetting import VETOED_SCORE_CAP
 
 
 RECALL_GOAL = 0.9

@@ -22,7 +22,8 @@ from filters.base import Filter, FilterContext, FilterResult
 from filters.evaluation import apply_isotonic
 from filters.transit.lightcurve import LightCurve, bin_dense, combine, prepare
 from filters.transit.readers import LightCurveError, load
-from filters.transit.search import MIN_POINTS, VETOED_SCORE_CAP, Candidate, find_candidates, too_little_data
+from filters.transit.search import MIN_POINTS, Candidate, find_candidates, too_little_data
+from filters.transit.vetting import VETOED_SCORE_CAP
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 

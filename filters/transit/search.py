@@ -24,7 +24,7 @@ import numpy as np
 
 from filters.transit.bls import SOLAR_DURATION_D, BlsResult, bls, period_grid, refine
 from filters.transit.lightcurve import LightCurve, robust_std
-from filters.transit.vetting import SINGLE_EVENT_DOMINATED, VETOED_SCORE_CAP, is_binary, vet, vet_star  # noqa: F401
+from filters.transit.vetting import SINGLE_EVENT_DOMINATED, is_binary, vet_star
 
 GLOBAL_BINS = 201
 LOCAL_BINS = 61
@@ -152,10 +152,9 @@ def _secondary_without_strongest_window(y, w, t, period, epoch, in_tr, sec_mask)
     if len(np.unique(window[sel])) < 3:
         return float("nan")
     level = np.average(y[out & ~sec_mask], weights=w[out & ~sec_mask]) if (out & ~sec_mask).any() else 0.0
-    ids, inv = np.unique(window[sel], return_inverse=True)
-    wsum = np.bincount(inv, w[sel])
-    ses = (level - np.bincount(inv, w[sel] * y[sel]) / wsum) * np.sqrt(wsum)
-    keep = out & ~(sec_mask & (window == ids[np.argmax(np.abs(ses))]))
+    deficit, wsum = _single_transits(y, w, sel, window, level)
+    strongest = np.unique(window[sel])[np.argmax(np.abs(deficit) * np.sqrt(wsum))]
+    keep = out & ~(sec_mask & (window == strongest))
     d, e = _box_depth(y[keep], w[keep], sec_mask[keep])
     return d / e if np.isfinite(e) and e > 0 else 0.0
 
@@ -334,7 +333,7 @@ def find_candidates(lc: LightCurve, max_candidates: int = 3, device: str = "cpu"
         if not np.isfinite(res.power) or res.power <= 0:
             break
         res = refine(cur.time, cur.flux, cur.flux_err, res, device=device)
-        if not any(same_signal(res.period, o.period) for o in out):
+        if not any(same_signal(res.period, c.period) for c in out):
             out.append(describe(cur, res))
             if len(out) == 1 and is_binary(out[0]):
                 break  # vet_star rules out every later candidate of a binary: no need to search for them

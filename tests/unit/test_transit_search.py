@@ -12,7 +12,8 @@ from filters.transit.bls import bls, period_grid, refine
 from filters.transit.development import DEVSET, manifest, matches_known
 from filters.transit.lightcurve import LightCurve, detrend, prepare
 from filters.transit.readers import load
-from filters.transit.search import find_candidates, same_signal, vet
+from filters.transit.search import find_candidates, same_signal
+from filters.transit.vetting import vet
 
 
 def _box_light_curve(period, depth, duration, sigma=1e-4, days=60.0, cadence=0.0204, seed=0,
