@@ -34,10 +34,80 @@ BROKER_VERSION = __version__
 
 
 def encode_annotation(record: dict, schema_id: int = ANNOTATION_SCHEMA_ID) -> bytes:
-    out = io.BytesIO()
-    out.write(struct.pack(">bI", 0, schema_id))
-    fastavro.schemaless_writer(out, ANNOTATION_SCHEMA, record)
-    return out.getvalue()
+    """Confluent framing plus the Avro body, written field by field for this one schema: the
+    same bytes as ``fastavro.schemaless_writer`` (a test holds them equal) in half its time,
+    which was a tenth of the pipeline's own work per alert. A value the schema refuses
+    raises (``TypeError``/``AttributeError``/``ValueError``), as fastavro's writer does."""
+    out = bytearray(b"\x00")
+    out += schema_id.to_bytes(4, "big")
+    _string(record["survey"], out)
+    _string(record["object_id"], out)
+    _long(record["alert_id"], out)
+    _string(record["schema_version"], out)
+    _string(record["source_topic"], out)
+    _long(record["source_partition"], out, _INT_MAX)
+    _long(record["source_offset"], out)
+    _optional(record["kafka_timestamp_ms"], _long, out)
+    _long(record["processed_at_ms"], out)
+    _string(record["broker_version"], out)
+    filters = record["filters"]
+    if filters:
+        _long(len(filters), out)
+        for name, f in filters.items():
+            _string(name, out)
+            _optional(f["score"], _double, out)
+            _string(f["version"], out)
+            _optional(f["reason"], _string, out)
+            details = f.get("details") or {}
+            if details:
+                _long(len(details), out)
+                for k, v in details.items():
+                    _string(k, out)
+                    if isinstance(v, str):  # union ["double", "string"]: branch 1
+                        out.append(2)
+                        _string(v, out)
+                    else:
+                        out.append(0)
+                        _double(v, out)
+            out.append(0)  # end of the details map
+    out.append(0)  # end of the filters map
+    return bytes(out)
+
+
+_LONG_MAX, _INT_MAX = 2**63 - 1, 2**31 - 1
+_pack_double = struct.Struct("<d").pack
+
+
+def _long(n: int, out: bytearray, limit: int = _LONG_MAX) -> None:
+    """Avro int/long: zig-zag, then base-128 varint."""
+    if not isinstance(n, int) or isinstance(n, bool) or not -limit - 1 <= n <= limit:
+        raise ValueError(f"{n!r} is not an Avro {'int' if limit == _INT_MAX else 'long'}")
+    n = (n << 1) ^ (n >> 63)
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _string(s: str, out: bytearray) -> None:
+    if not isinstance(s, str):
+        raise TypeError(f"{s!r} is not a string")
+    b = s.encode()
+    _long(len(b), out)
+    out += b
+
+
+def _double(v: float, out: bytearray) -> None:
+    out += _pack_double(v)
+
+
+def _optional(v, write, out: bytearray) -> None:
+    """Union ["null", T]: branch 0 for null, 1 (zig-zag 2) for a value."""
+    if v is None:
+        out.append(0)
+    else:
+        out.append(2)
+        write(v, out)
 
 
 def encode_annotation_container(record: dict) -> bytes:

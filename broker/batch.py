@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import math
+from itertools import chain
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,7 +163,8 @@ def _stack_columns(alerts: list[NormalisedAlert]) -> dict[str, np.ndarray]:
     names = sorted({k for keys in groups for k in keys})
     out = {k: np.full(len(alerts), np.nan) for k in names}
     for keys, rows in groups.items():
-        values = np.array([list(alerts[i].columns.values()) for i in rows], dtype=np.float64).reshape(len(rows), len(keys))
+        values = np.fromiter(chain.from_iterable(alerts[i].columns.values() for i in rows), np.float64,
+                             count=len(rows) * len(keys)).reshape(len(rows), len(keys))
         for j, k in enumerate(keys):
             out[k][rows] = values[:, j]
     return out
@@ -185,8 +187,8 @@ def _stack_light_curves(alerts: list[NormalisedAlert]) -> LightCurves:
     row = np.repeat(np.arange(n), length)
     col = np.arange(len(row)) - np.repeat(np.cumsum(length) - length, length)
 
-    def joined(attr: str, dtype) -> np.ndarray:
-        return np.concatenate([np.asarray(getattr(a, attr), dtype=dtype) for a in alerts])
+    def joined(attr: str, dtype) -> np.ndarray:  # one pass over the lists, no array per alert
+        return np.fromiter(chain.from_iterable(getattr(a, attr) for a in alerts), dtype, count=len(row))
 
     t = joined("lc_time", np.float64)
     order = np.lexsort((t, row))  # by alert, then by time; stable

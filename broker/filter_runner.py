@@ -123,9 +123,12 @@ class FilterRunner:
             _null(out, idx, f.last_reason)
             return
         out.score[idx] = part.score
+        if len(idx) == len(out.reason):  # the whole batch at once: take its lists as they are
+            out.reason[:], out.details[:] = part.reason, part.details
+            return
         for j, i in enumerate(idx):
             out.reason[i] = part.reason[j]
-            out.details[i] = part.details[j] if part.details else {}
+            out.details[i] = part.details[j]
 
     def _call(self, f: LoadedFilter, batch: AlertBatch) -> FilterResult:
         """One guarded call: on the filter's own thread, within the deadline, output checked."""
@@ -195,12 +198,12 @@ def sanitise(result: FilterResult, n: int, name: str) -> FilterResult:
         raise InvalidOutput(f"filter {name} returned {len(score)} scores, {len(reason)} reasons, "
                             f"{len(details)} details for {n} alerts")
     bad = ~np.isfinite(score)
-    for i in np.flatnonzero(bad):
+    for i in np.flatnonzero(bad).tolist():
         if not (np.isnan(score[i]) and isinstance(reason[i], str) and reason[i]):
             reason[i] = "invalid_output"
-        score[i] = np.nan
-    for i in np.flatnonzero(~bad):
-        reason[i] = None
+    score[bad] = np.nan
+    if not bad.all():  # a scored alert carries no reason
+        reason = [r if b else None for r, b in zip(reason, bad.tolist())]
     return FilterResult(score, reason, [d if isinstance(d, dict) else {} for d in details])
 
 
@@ -222,8 +225,6 @@ def check_fields(impl: Filter) -> None:
 def _count(name: str, result: FilterResult) -> None:
     scored = np.isfinite(result.score)
     metrics.FILTER_SCORED.labels(filter=name).inc(int(scored.sum()))
-    histogram = metrics.FILTER_SCORE.labels(filter=name)
-    for s in result.score[scored].tolist():
-        histogram.observe(s)
+    metrics.observe_many(metrics.FILTER_SCORE.labels(filter=name), result.score[scored])
     for label, count in Counter(metrics.reason_label(r) for r in result.reason if r is not None).items():
         metrics.FILTER_NULL.labels(filter=name, reason=label).inc(count)

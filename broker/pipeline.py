@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import Counter
 
+import numpy as np
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from broker import metrics
@@ -269,8 +271,8 @@ class Pipeline:
     def process(self, pending: PendingDecode | None) -> None:
         """One batch: the ``pending`` messages plus any exposure runs held from earlier ones."""
         messages = pending.messages if pending is not None else []
-        for m in messages:
-            metrics.CONSUMED.labels(topic=m.topic()).inc()
+        for topic, count in Counter(m.topic() for m in messages).items():
+            metrics.CONSUMED.labels(topic=topic).inc(count)
         metrics.BATCH_SIZE.observe(len(messages))
         t0 = time.perf_counter()
         decoded = self._decode_or_wait(pending) if messages else Decoded()
@@ -283,8 +285,8 @@ class Pipeline:
         batch = AlertBatch(decoded.alerts, decoded.forward)
         if released.groups is not None:
             batch.exposure_group = released.groups
-        for survey in batch.survey:
-            metrics.DECODED.labels(survey=survey).inc()
+        for survey, count in Counter(batch.survey.tolist()).items():
+            metrics.DECODED.labels(survey=survey).inc(count)
         metrics.STAGE_SECONDS.labels(stage="decode").observe(time.perf_counter() - t0)
 
         results = self.filters.run(batch, heartbeat=self._heartbeat) if batch.n else {}
@@ -297,10 +299,8 @@ class Pipeline:
         metrics.STAGE_SECONDS.labels(stage="produce").observe(time.perf_counter() - t0)
         acked = time.time()
         done = {id(m): m for m in decoded.source} | {id(m): m for m, _ in decoded.dead}
-        for m in done.values():
-            ts_type, ts = m.timestamp()
-            if ts_type and ts > 0:
-                metrics.END_TO_END_SECONDS.observe(max(0.0, acked - ts / 1000))
+        stamps = [ts for ts_type, ts in (m.timestamp() for m in done.values()) if ts_type and ts > 0]
+        metrics.observe_many(metrics.END_TO_END_SECONDS, np.maximum(0.0, acked - np.asarray(stamps, float) / 1000))
 
         t0 = time.perf_counter()
         self._commit(self.runs.commit_offsets())
