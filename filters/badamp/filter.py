@@ -66,7 +66,7 @@ def shap_contributions(booster, X: np.ndarray) -> np.ndarray:
 
 class BadampFilter(Filter):
     name = "badamp"
-    version = "1.1.0"
+    version = "1.2.0"
     fields = {"ztf": ("rb", "exposure_id", "channel_id"), "lsst": ("reliability", "exposure_id", "channel_id")}
     exposure_context = True  # channel context: the runtime hands over whole exposure runs
     commands = "filters.badamp.commands"

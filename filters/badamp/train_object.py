@@ -7,7 +7,10 @@ Protocol (nothing from the held-out split is seen before the final evaluation):
    configuration and a slower, deeper one bagged over seeds, and a tuned one). The outer folds only judge; the tuned
    candidate searches (hyperopt TPE, slow learning rates with early stopping) inside each outer
    training part, on inner folds. Repeats average the noise of a 2,600-row table.
-3. The shipped configuration is the candidate with the best mean outer-fold ROC AUC.
+3. The shipped configuration is the cheapest candidate (fewest tree levels to walk per alert)
+   whose mean outer-fold ROC AUC is within one standard error of the best candidate's (the
+   one-standard-error rule): a difference the folds cannot tell from noise buys no extra cost on
+   every alert of the stream.
 4. Held-out check: that configuration fitted on the development part, scored once on the
    held-out objects (ROC AUC with a bootstrap interval, PR-AUC, Brier, confusion).
 5. Shipped model: the same configuration refitted on every labelled object (more data for the
@@ -157,22 +160,43 @@ def nested_cv(X: np.ndarray, y: np.ndarray, candidates=CANDIDATES, folds: int = 
     return result
 
 
-def _reuse_judgement(out: Path, X, y, folds: int, repeats: int, seed: int, log) -> dict:
-    """The nested-CV verdicts of an earlier run in ``out`` (same data, folds and seed), with the
-    chosen candidate's first-repeat out-of-fold predictions recomputed for its calibration."""
+def tree_cost(name: str, verdict: dict) -> float:
+    """Tree levels walked per prediction (trees x depth, summed over a bag): the candidate's
+    cost on every alert. XGBoost's defaults are 100 trees of depth 6."""
+    if name == "tuned":
+        per_fold = verdict.get("params_per_fold") or [{"n_estimators": MAX_TREES, "max_depth": 6}]
+        return float(np.mean([p["n_estimators"] * p.get("max_depth", 6) for p in per_fold]))
+    config = candidate_config(name, np.empty((0, 0)), np.empty(0), 0, 0)
+    params = config["params"]
+    return float(params.get("n_estimators", 100) * params.get("max_depth", 6) * config["seeds"])
+
+
+def select_candidate(judged: dict) -> str:
+    """The one-standard-error rule: of the candidates whose mean outer-fold AUC is within one
+    standard error (sd / sqrt(folds)) of the best mean, the one with the smallest tree cost."""
+    best = max(judged, key=lambda c: judged[c]["outer_auc_mean"])
+    se = judged[best]["outer_auc_std"] / np.sqrt(len(judged[best]["outer_aucs"]))
+    near = [c for c in judged if judged[c]["outer_auc_mean"] >= judged[best]["outer_auc_mean"] - se]
+    return min(near, key=lambda c: (tree_cost(c, judged[c]), -judged[c]["outer_auc_mean"]))
+
+
+def _first_repeat_oof(config_of, X, y, folds: int, repeats: int, seed: int) -> np.ndarray:
+    """Out-of-fold predictions over the first repeat of the outer folds (for calibration)."""
     from sklearn.model_selection import RepeatedStratifiedKFold
 
-    old = json.loads((out / "object_metrics.json").read_text())
-    judged = {c: dict(r) for c, r in old["candidates"].items()}
-    chosen = old["selected"]
     outer = list(RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed).split(X, y))[:folds]
     oof = np.full(len(y), np.nan)
     for k, (tr, te) in enumerate(outer):
-        config = old["config"] if chosen == "tuned" else candidate_config(chosen, X[tr], y[tr], 0, seed + k)
-        oof[te] = fit_config(config, X[tr], y[tr], seed + k).predict(X[te])
-    judged[chosen]["oof"] = oof
-    log(f"reusing the outer-fold verdicts in {out / 'object_metrics.json'}: {chosen}")
-    return judged
+        oof[te] = fit_config(config_of(X[tr], y[tr], seed + k), X[tr], y[tr], seed + k).predict(X[te])
+    return oof
+
+
+def _reuse_judgement(out: Path, log) -> dict:
+    """The nested-CV verdicts of an earlier run in ``out`` (same data, folds and seed); the
+    chosen candidate's out-of-fold predictions are recomputed by the caller."""
+    old = json.loads((out / "object_metrics.json").read_text())
+    log(f"reusing the outer-fold verdicts in {out / 'object_metrics.json'}")
+    return {c: dict(r) for c, r in old["candidates"].items()}
 
 
 def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int = 20,
@@ -190,15 +214,24 @@ def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int
     log(f"objects: {len(y)} ({y.sum()} artefacts); development {len(dev)}, held-out {len(te)}")
     t0 = time.time()
 
-    if reuse_judgement and (out / "object_metrics.json").exists():
-        judged = _reuse_judgement(out, X[dev], y[dev], folds, repeats, seed, log)
+    reused = reuse_judgement and (out / "object_metrics.json").exists()
+    if reused:
+        earlier = json.loads((out / "object_metrics.json").read_text())
+        judged = _reuse_judgement(out, log)
         candidates = tuple(judged)
     else:
         judged = nested_cv(X[dev], y[dev], candidates, folds, repeats, max_evals, seed, log)
-    chosen = max(judged, key=lambda c: judged[c]["outer_auc_mean"])
-    config = (json.loads((out / "object_metrics.json").read_text())["config"] if reuse_judgement and chosen == "tuned"
+    chosen = select_candidate(judged)
+    if reused and chosen == "tuned" and earlier["selected"] != "tuned":
+        raise ValueError("the tuned candidate's final configuration was never searched: judge again")
+    config = (earlier["config"] if reused and chosen == "tuned"
               else candidate_config(chosen, X[dev], y[dev], max_evals, seed))
-    log(f"selected by the outer folds: {chosen} {json.dumps(config)}")
+    if "oof" not in judged[chosen]:
+        judged[chosen]["oof"] = _first_repeat_oof(
+            lambda Xf, yf, s: config if chosen == "tuned" else candidate_config(chosen, Xf, yf, 0, s),
+            X[dev], y[dev], folds, repeats, seed)
+    best = max(judged, key=lambda c: judged[c]["outer_auc_mean"])
+    log(f"selected by the outer folds (one-standard-error rule; best mean: {best}): {chosen} {json.dumps(config)}")
 
     dev_model = fit_config(config, X[dev], y[dev], seed)
     dev_calibration = fit_isotonic(judged[chosen]["oof"], y[dev])
@@ -226,7 +259,8 @@ def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int
         "n_labelled": int(len(y)), "n_development": int(len(dev)), "n_test": int(len(te)),
         "n_features": len(names), "outer_folds": folds, "outer_repeats": repeats, "search_evals": max_evals,
         "candidates": {c: {k: v for k, v in r.items() if k != "oof"} for c, r in judged.items()},
-        "selected": chosen, "config": config,
+        "selected": chosen, "config": config, "selection_rule": "one standard error",
+        "best_outer_mean": best, "tree_cost": {c: tree_cost(c, r) for c, r in judged.items()},
         "test_auc": auc, "test_auc_ci95": [lo, hi],
         "test_auc_calibrated": float(roc_auc_score(y[te], cal)),
         "test_auc_other_candidates": {c: float(roc_auc_score(y[te], p)) for c, p in baselines.items()},

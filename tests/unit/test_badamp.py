@@ -93,7 +93,7 @@ def test_failing_channel_scores_above_its_exposure(badamp, sample_batch):
 
 
 def test_tiny_object_training_and_score_command(tmp_path):
-    from filters.badamp.train_object import train_object_model
+    from filters.badamp.train_object import select_candidate, train_object_model
 
     src = shared_or_skip(*SNAD)
     rows = list(csv.DictReader(src.open()))
@@ -109,7 +109,7 @@ def test_tiny_object_training_and_score_command(tmp_path):
     m = result["metrics"]
     assert m["test_auc"] > 0.8 and m["test_auc_ci95"][0] < m["test_auc"] < m["test_auc_ci95"][1]
     assert set(m["candidates"]) == {"default", "standard_bagged"} and len(m["candidates"]["default"]["outer_aucs"]) == 3
-    assert m["selected"] == max(m["candidates"], key=lambda c: m["candidates"][c]["outer_auc_mean"])
+    assert m["selected"] == select_candidate(m["candidates"])
     for name in ("object_model_0.ubj", "object_calibration.json", "object_reference.json"):
         assert (tmp_path / name).exists()
     out = subprocess.run([sys.executable, "-m", "broker.tools.cli", "score", "badamp", "--snad-features", str(small),
@@ -146,3 +146,19 @@ def test_real_lsstcam_alerts_of_v9_and_v10_scored_with_figures(badamp, tmp_path)
     assert r["scored"] == r["alerts"] == batch.n
     assert sum(v["alerts"] for v in r["per_detector"].values()) == batch.n
     assert all((tmp_path / f).stat().st_size > 1000 for f in r["figures"])
+
+
+def test_one_standard_error_rule_takes_the_cheapest_candidate_within_reach():
+    from filters.badamp.train_object import select_candidate, tree_cost
+
+    def verdict(mean, sd=0.008, folds=10):
+        return {"outer_auc_mean": mean, "outer_auc_std": sd, "outer_aucs": [mean] * folds}
+
+    # sd 0.008 over 10 folds: one standard error is 0.00253
+    judged = {"default": verdict(0.9377), "standard": verdict(0.9418), "standard_bagged": verdict(0.9426),
+              "slow_bagged": verdict(0.9437)}
+    assert tree_cost("standard", {}) < tree_cost("standard_bagged", {}) < tree_cost("slow_bagged", {})
+    assert select_candidate(judged) == "standard"
+    judged["standard"] = verdict(0.9410)  # just outside: the cheapest within reach is now the 5-seed bag
+    assert select_candidate(judged) == "standard_bagged"
+    assert select_candidate({"slow_bagged": verdict(0.95, sd=0.0)} | {"standard": verdict(0.9499, sd=0.0)}) == "slow_bagged"
