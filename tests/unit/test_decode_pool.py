@@ -82,3 +82,36 @@ def test_stamps_are_size_checked_then_dropped_when_no_filter_reads_them(batch):
     assert _summary(dropped)[0] == _summary(kept)[0] and _summary(dropped)[3] == _summary(kept)[3]
     assert any(a.cutouts for a in kept.alerts) and not any(a.cutouts for a in dropped.alerts)
     assert pool.worker_peak_rss_mib > 0
+
+
+def _segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if not n.startswith("sem.")} if os.path.isdir("/dev/shm") else set()
+
+
+def test_message_bytes_reach_workers_through_shared_memory_and_are_released(batch, pool):
+    if not pool.shared_memory:
+        pytest.skip("no /dev/shm here: the pipe carries the messages")
+    settings = Settings.load(None)
+    before = _segments()
+    pending = pool.submit(batch)
+    assert len(pending.chunks) == 2 and _segments() - before  # one segment per worker's chunk
+    assert _summary(pool.result(pending)) == _summary(decode_messages(build_decoder(settings), batch, settings))
+    assert _segments() == before and not pool._shared
+
+
+def test_without_room_in_shared_memory_the_pipe_carries_the_batch(batch, pool, monkeypatch):
+    import broker.decode_pool as decode_pool
+
+    monkeypatch.setattr(decode_pool, "SHM_RESERVE_BYTES", 2**62)  # never room
+    pending = pool.submit(batch)
+    assert not pending.chunks
+    settings = Settings.load(None)
+    assert _summary(pool.result(pending)) == _summary(decode_messages(build_decoder(settings), batch, settings))
+
+
+def test_a_batch_never_read_back_leaves_no_segment_behind(batch):
+    before = _segments()
+    pool = DecodePool(Settings.load(None), workers=1)
+    pool.submit(batch)  # stopped before its turn: consumed, never scored
+    pool.close()
+    assert _segments() == before

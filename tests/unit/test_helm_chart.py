@@ -130,3 +130,11 @@ def test_pod_runs_non_root_on_a_read_only_root_filesystem_with_a_writable_tmp():
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
     assert "emptyDir" in tmp and {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_decode_workers_get_an_in_memory_dev_shm_of_the_configured_size():
+    deployment = next(d for d in _render({"sharedMemorySize": "512Mi"}) if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    shm = next(v for v in pod["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "512Mi"}
+    assert {"name": "shm", "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
