@@ -151,16 +151,24 @@ class SchemaCache:
     def __init__(self, max_entries: int = 256):
         self._parsed: dict[bytes, dict | DecodeError] = {}
         self._max = max_entries
+        self._last_text: bytes | None = None
+        self._last_hit: dict | DecodeError | None = None
         self.parses = 0  # how many times a schema text was actually parsed (tests read it)
 
     def get(self, schema_text: bytes) -> dict:
-        key = hashlib.blake2b(schema_text, digest_size=16).digest()
-        hit = self._parsed.get(key)
-        if hit is None:
-            hit = self._parse(schema_text)
-            if len(self._parsed) >= self._max:
-                self._parsed.pop(next(iter(self._parsed)))
-            self._parsed[key] = hit
+        # A stream repeats one schema: comparing with the last text (a memcmp) is cheaper than
+        # hashing it again (tens of us for LSST's schema text, on every message).
+        if schema_text == self._last_text:
+            hit = self._last_hit
+        else:
+            key = hashlib.blake2b(schema_text, digest_size=16).digest()
+            hit = self._parsed.get(key)
+            if hit is None:
+                hit = self._parse(schema_text)
+                if len(self._parsed) >= self._max:
+                    self._parsed.pop(next(iter(self._parsed)))
+                self._parsed[key] = hit
+            self._last_text, self._last_hit = schema_text, hit
         if isinstance(hit, DecodeError):
             raise hit
         return hit

@@ -48,6 +48,19 @@ def test_same_schema_is_parsed_once(decoder):
     assert len(files) == 10 and d.cache.parses == 1
 
 
+def test_alternating_schemas_each_parse_once_and_decode_with_their_own():
+    """The last-schema fast path never hands a message another schema's parse."""
+    versions = [p for p in sorted((FIXTURES / "ztf" / "ztf-avro-alert").glob("v*")) if any(p.glob("*.avro"))][:3]
+    files = [next(iter(sorted(v.glob("*.avro")))) for v in versions]
+    assert len(files) >= 2
+    d = Decoder(SchemaResolver(), cache=SchemaCache())
+    first = [d.decode(f.read_bytes()) for f in files]
+    again = [d.decode(f.read_bytes()) for f in files * 2]
+    assert d.cache.parses == len(set(m.schema_text for m in first))
+    for m, n in zip(first * 2, again):
+        assert n.schema is m.schema and repr(n.records) == repr(m.records)  # repr: NaN != NaN
+
+
 @pytest.mark.parametrize("parts,reason", [
     (("ztf", "alerts", "corrupted"), {"corrupt", "truncated"}),
     (("other", "invalid_schema"), {"invalid_schema"}),
