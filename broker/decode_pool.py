@@ -149,7 +149,9 @@ class DecodePool:
         self.decoder = build_decoder(settings)  # in-process: the outputs' and, with 0 workers, the batches'
         self._pool: ProcessPoolExecutor | None = None
         self.worker_peak_rss_mib = 0.0  # read when the workers are closed
-        self.shared_memory = os.path.isdir(SHM_DIR)  # message bytes to workers through /dev/shm
+        # Message bytes go to workers through /dev/shm while it takes segments (_shared_memory_room
+        # finds no room where there is no /dev/shm); off for good once it refuses one.
+        self.shared_memory = True
         self._shared: set = set()  # segments of batches submitted and not yet read back
         if workers:
             self._pool = self._new_pool()

@@ -191,14 +191,6 @@ def _first_repeat_oof(config_of, X, y, folds: int, repeats: int, seed: int) -> n
     return oof
 
 
-def _reuse_judgement(out: Path, log) -> dict:
-    """The nested-CV verdicts of an earlier run in ``out`` (same data, folds and seed); the
-    chosen candidate's out-of-fold predictions are recomputed by the caller."""
-    old = json.loads((out / "object_metrics.json").read_text())
-    log(f"reusing the outer-fold verdicts in {out / 'object_metrics.json'}")
-    return {c: dict(r) for c, r in old["candidates"].items()}
-
-
 def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int = 20,
                        folds: int = 5, repeats: int = 2, seed: int = 2026, log=print,
                        candidates=CANDIDATES, reuse_judgement: bool = False) -> dict:
@@ -215,9 +207,11 @@ def train_object_model(csv_path: str | Path, out_dir: str | Path, max_evals: int
     t0 = time.time()
 
     reused = reuse_judgement and (out / "object_metrics.json").exists()
-    if reused:
+    if reused:  # the verdicts of an earlier run (same data, folds and seed); the chosen
+        # candidate's out-of-fold predictions are recomputed below
         earlier = json.loads((out / "object_metrics.json").read_text())
-        judged = _reuse_judgement(out, log)
+        judged = {c: dict(r) for c, r in earlier["candidates"].items()}
+        log(f"reusing the outer-fold verdicts in {out / 'object_metrics.json'}")
         candidates = tuple(judged)
     else:
         judged = nested_cv(X[dev], y[dev], candidates, folds, repeats, max_evals, seed, log)

@@ -149,11 +149,12 @@ def _secondary_without_strongest_window(y, w, t, period, epoch, in_tr, sec_mask)
     out = ~in_tr
     window = np.round((t - epoch) / period - 0.5).astype(int)
     sel = sec_mask & out
-    if len(np.unique(window[sel])) < 3:
+    ids = np.unique(window[sel])  # the windows holding data, in _single_transits' order
+    if len(ids) < 3:
         return float("nan")
     level = np.average(y[out & ~sec_mask], weights=w[out & ~sec_mask]) if (out & ~sec_mask).any() else 0.0
     deficit, wsum = _single_transits(y, w, sel, window, level)
-    strongest = np.unique(window[sel])[np.argmax(np.abs(deficit) * np.sqrt(wsum))]
+    strongest = ids[np.argmax(np.abs(deficit) * np.sqrt(wsum))]
     keep = out & ~(sec_mask & (window == strongest))
     d, e = _box_depth(y[keep], w[keep], sec_mask[keep])
     return d / e if np.isfinite(e) and e > 0 else 0.0

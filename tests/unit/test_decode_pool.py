@@ -89,7 +89,7 @@ def _segments() -> set[str]:
 
 
 def test_message_bytes_reach_workers_through_shared_memory_and_are_released(batch, pool):
-    if not pool.shared_memory:
+    if not os.path.isdir("/dev/shm"):
         pytest.skip("no /dev/shm here: the pipe carries the messages")
     settings = Settings.load(None)
     before = _segments()
