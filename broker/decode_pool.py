@@ -203,6 +203,11 @@ class DecodePool:
                       extra={"messages": len(messages)})
             self._restart()
             return self._decode_isolating(messages)
+        except OSError as exc:  # a worker could not open the batch's segment (decode_value raises none)
+            log.warning("a decode worker could not read shared memory; decoding through the pipe from now on",
+                        extra={"error": str(exc)[:200]})
+            self.shared_memory = False
+            return self._decode_isolating(messages)
         finally:
             self._release(pending)
 

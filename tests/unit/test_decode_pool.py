@@ -115,3 +115,16 @@ def test_a_batch_never_read_back_leaves_no_segment_behind(batch):
     pool.submit(batch)  # stopped before its turn: consumed, never scored
     pool.close()
     assert _segments() == before
+
+
+def test_a_segment_a_worker_cannot_open_costs_a_pass_through_the_pipe(batch):
+    from broker.decode_pool import PendingDecode, _decode_shared
+
+    settings = Settings.load(None)
+    pool = DecodePool(settings, workers=1)
+    try:
+        gone = PendingDecode(batch, [pool._pool.submit(_decode_shared, "psm_never_created", [(0, 1)] * len(batch))])
+        assert _summary(pool.result(gone)) == _summary(decode_messages(build_decoder(settings), batch, settings))
+        assert not pool.shared_memory and not pool.submit(batch[:3]).chunks  # the pipe from now on
+    finally:
+        pool.close()
