@@ -15,7 +15,14 @@ committed) until it is closed by one of:
   live stream between exposures; time spent processing does not count, so a slow batch
   never makes a backlogged partition look quiet), or the run being held longer than ``batch.exposure_max_hold_s``, or holding
   more than ``batch.exposure_max_alerts``: the run is what had arrived, and an exposure whose
-  alerts pause mid-way for longer than that is split in two.
+  alerts pause mid-way for longer than that is split in two;
+* the consumer reaching the partition's end right after the run (librdkafka's end-of-partition
+  event) at least ``batch.exposure_quiet_s`` after the run's last alert was written (its Kafka
+  timestamp): nothing followed it for that long, the same quiet measured on the writer's clock.
+  A backlog's last run is read long after it was written, so it is scored at once instead of
+  after ``exposure_quiet_s`` more of waiting (``bench e2e``: the end-of-backlog wait). A writer
+  clock behind ours by more than the quiet time could close a run early; an NTP-synchronised
+  survey is well inside that.
 What a run cannot see: the same exposure's alerts in other partitions. A topic keyed by
 exposure id (or a single partition) gives each run the whole exposure.
 Committed offsets never pass a held alert, so after a crash, a stop or a rebalance the next
@@ -59,6 +66,7 @@ class ExposureRuns:
         self._committed: dict[TP, int] = {}
         self._dead: list[tuple] = []
         self._next_group = 0
+        self._end: dict[TP, tuple[int, float]] = {}  # partition end reached: (offset, wall clock s)
 
     @property
     def held(self) -> int:
@@ -67,6 +75,13 @@ class ExposureRuns:
     def waited(self, seconds: float) -> None:
         """The consumer spent ``seconds`` waiting for messages."""
         self._waited += seconds
+
+    def reached_end(self, ends: list[tuple[TP, int]], wall_s: float) -> None:
+        """The consumer read these partitions to their ends (the next offset to be written) at
+        ``wall_s``. Their messages may reach :meth:`add` a batch later (the next batch decodes
+        while this one is scored): the offset says which message an end comes after."""
+        for tp, offset in ends:
+            self._end[tp] = (offset, wall_s)
 
     def add(self, decoded: Decoded, messages: list, now: float) -> None:
         for m in messages:
@@ -105,12 +120,22 @@ class ExposureRuns:
         last = items[-1].key
         if not self.enabled or last is None or self._waited - self._seen_at.get(tp, self._waited) >= self.quiet_s:
             return len(items)
+        if self._quiet_at_end(tp, items[-1].source):
+            return len(items)
         start = len(items)
         while start > 0 and items[start - 1].key == last:
             start -= 1
         if now - items[start].since >= self.max_hold_s or len(items) - start >= self.max_alerts:
             return len(items)
         return start
+
+    def _quiet_at_end(self, tp: TP, last_message) -> bool:
+        """The partition ended right after ``last_message``, written ``quiet_s`` or more before."""
+        end = self._end.get(tp)
+        if end is None or end[0] != last_message.offset() + 1:
+            return False
+        kind, written_ms = last_message.timestamp()
+        return bool(kind) and written_ms > 0 and end[1] - written_ms / 1000 >= self.quiet_s
 
     def commit_offsets(self) -> list[TopicPartition]:
         """Per partition, the first held alert's offset or one past the last consumed; only
@@ -127,5 +152,5 @@ class ExposureRuns:
     def forget(self, partitions: list[TP]) -> None:
         """Partitions revoked: their held alerts are the next owner's to read again."""
         for tp in partitions:
-            for d in (self._pending, self._seen_at, self._next_offset, self._committed):
+            for d in (self._pending, self._seen_at, self._next_offset, self._committed, self._end):
                 d.pop(tp, None)

@@ -85,6 +85,8 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **extra) -> dict:
             # Eager rebalancing: every member gives up everything and gets a fresh share. The
             # incremental (cooperative) protocol left a revoked partition unowned on Tansu.
             "partition.assignment.strategy": "roundrobin",
+            # End-of-partition events close a backlog's last exposure run (broker/exposure_runs.py).
+            "enable.partition.eof": True,
         }
     )
     conf.update(kafka.consumer_extra)
@@ -206,11 +208,16 @@ def ensure_topics(kafka: KafkaSettings, topics: list[str], partitions: int = 1) 
                 raise
 
 
-def usable(m) -> bool:
-    """A message, not an event: end of partition is dropped quietly, other errors logged."""
-    err = m.error()
-    if err is None:
-        return True
-    if err.code() != KafkaError._PARTITION_EOF:
-        log.warning("consumer error", extra={"error": str(err)})
-    return False
+def sort_consumed(consumed: list) -> tuple[list, list[tuple[tuple[str, int], int]]]:
+    """The messages, and ``((topic, partition), next offset)`` for each partition read to its
+    end (``enable.partition.eof``); other errors are logged and dropped."""
+    messages, ends = [], []
+    for m in consumed:
+        err = m.error()
+        if err is None:
+            messages.append(m)
+        elif err.code() == KafkaError._PARTITION_EOF:
+            ends.append(((m.topic(), m.partition()), m.offset()))
+        else:
+            log.warning("consumer error", extra={"error": str(err)})
+    return messages, ends

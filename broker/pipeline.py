@@ -34,7 +34,7 @@ from broker.decode_pool import DecodePool, PendingDecode
 from broker.ingest import Decoded
 from broker.lag import publish_lag, unread
 from broker.kafka_io import (PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer,
-                             usable)
+                             sort_consumed)
 from broker.outputs import OutputBuilder, RunSummary
 from broker.schema_store import RegistryRefused
 from broker.settings import Settings
@@ -178,8 +178,7 @@ class Pipeline:
             while not self._stop:
                 self.last_loop = time.monotonic()
                 t0 = time.perf_counter()
-                # With a batch pending, take only what has already arrived: the pending batch
-                # waits for no one.
+                # With a batch pending, take only what has already arrived: it waits for no one.
                 wait_s = 0.0 if self._pending is not None else s.batch.max_wait_ms / 1000
                 messages = self.consumer.consume(s.batch.max_alerts, wait_s)
                 waited = time.perf_counter() - t0
@@ -187,7 +186,8 @@ class Pipeline:
                 if not messages and self._pending is None and self.runs.held:
                     self.summary.holding_seconds += waited
                 metrics.STAGE_SECONDS.labels(stage="poll").observe(waited)
-                messages = [m for m in messages if usable(m)]
+                messages, ends = sort_consumed(messages)
+                self.runs.reached_end(ends, time.time())
                 incoming = self.decoding.submit(messages) if messages else None  # decodes meanwhile
                 if messages:
                     self._kafka_ok_at, self._behind_since = time.monotonic(), None

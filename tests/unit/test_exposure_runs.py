@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import numpy as np
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 from broker.batch import NormalisedAlert
 from broker.exposure_runs import ExposureRuns
 from broker.ingest import Decoded
 
 
-def _stream(exposures: list[int], partition: int = 0, start: int = 0) -> tuple[list, Decoded]:
+def _stream(exposures: list[int], partition: int = 0, start: int = 0, written_s: float = 0.0) -> tuple[list, Decoded]:
     messages, decoded = [], Decoded()
     for k, e in enumerate(exposures):
-        m = Message(topic="in", partition=partition, offset=start + k, value=b"")
+        m = Message(topic="in", partition=partition, offset=start + k, value=b"",
+                    timestamp=(TIMESTAMP_CREATE_TIME, int(written_s * 1000)))
         alert = NormalisedAlert("ztf", "o", partition * 10**6 + start + k, "4.02",
                                 {"exposure_id": float(e) if e >= 0 else np.nan}, "r")
         messages.append(m)
@@ -58,6 +59,34 @@ def test_quiet_partition_old_run_or_large_run_is_released():
     messages, decoded = _stream([7] * 4)
     runs.add(decoded, messages, now=0.0)
     assert len(runs.release(now=0.0).decoded.alerts) == 4  # more than max_alerts
+
+
+def test_partition_end_long_after_the_last_alert_was_written_closes_the_run():
+    runs = ExposureRuns(True, quiet_s=2.0, max_hold_s=60.0, max_alerts=1000)
+    messages, decoded = _stream([1] * 3 + [2] * 4, written_s=1000.0)
+    runs.reached_end([(("in", 0), 7)], wall_s=1000.5)  # the end seen while the batch decodes
+    runs.add(decoded, messages, now=0.0)
+    assert len(runs.release(now=0.0).decoded.alerts) == 3  # written 0.5 s before: may still grow
+    runs.reached_end([(("in", 0), 7)], wall_s=1002.0)
+    assert len(runs.release(now=0.0).decoded.alerts) == 4 and runs.held == 0
+    assert [tp.offset for tp in runs.commit_offsets()] == [7]
+
+
+def test_an_end_that_is_not_right_after_the_run_or_a_message_without_timestamp_closes_nothing():
+    runs = ExposureRuns(True, quiet_s=2.0, max_hold_s=60.0, max_alerts=1000)
+    messages, decoded = _stream([5] * 4, written_s=10.0)
+    runs.reached_end([(("in", 0), 3)], wall_s=500.0)  # an end before the last alert: stale
+    runs.reached_end([(("in", 1), 4)], wall_s=500.0)  # another partition's end
+    runs.add(decoded, messages, now=0.0)
+    assert not runs.release(now=0.0).decoded.alerts and runs.held == 4
+
+    runs = ExposureRuns(True, quiet_s=2.0, max_hold_s=60.0, max_alerts=1000)
+    messages, decoded = _stream([5] * 4)
+    messages = [Message(topic="in", partition=0, offset=m.offset(), value=b"") for m in messages]
+    decoded.source = messages
+    runs.add(decoded, messages, now=0.0)
+    runs.reached_end([(("in", 0), 4)], wall_s=500.0)
+    assert not runs.release(now=0.0).decoded.alerts and runs.held == 4
 
 
 def test_disabled_releases_everything_and_forget_drops_a_revoked_partition():
