@@ -35,6 +35,7 @@ def test_bench_e2e_measures_every_figure(tmp_path):
     assert ztf["burst"]["lost"] == 0 and ztf["burst"]["out"] == ztf["burst"]["alerts"]  # each annotated or dead-lettered
     assert {"decode", "produce", "commit"} <= set(ztf["pipeline"]["stage_seconds"])
     assert "| pipeline / ceiling |" in table.read_text()
-    # badamp holds each partition's last exposure run until it is quiet: a wait the sustained rate leaves out
-    assert ztf["pipeline"]["holding_seconds"] > 0
-    assert s["pipeline_sustained_alerts_per_s"] > s["pipeline_alerts_per_s"]
+    # The backlog was written before the pipeline joined: reading each partition to its end closes
+    # its last exposure run at once, so no run waits out batch.exposure_quiet_s (2 s) at the end.
+    assert ztf["pipeline"]["holding_seconds"] < 2.0
+    assert s["pipeline_sustained_alerts_per_s"] >= s["pipeline_alerts_per_s"]
