@@ -180,14 +180,14 @@ class Pipeline:
                 t0 = time.perf_counter()
                 # With a batch pending, take only what has already arrived: it waits for no one.
                 wait_s = 0.0 if self._pending is not None else s.batch.max_wait_ms / 1000
-                messages = self.consumer.consume(s.batch.max_alerts, wait_s)
+                consumed = self.consumer.consume(s.batch.max_alerts, wait_s)
                 waited = time.perf_counter() - t0
+                messages, ends = sort_consumed(consumed)
                 self.runs.waited(waited)
-                if not messages and self._pending is None and self.runs.held:
+                self.runs.reached_end(ends, time.time())
+                if not messages and self._pending is None and self.runs.held:  # an end event is no message
                     self.summary.holding_seconds += waited
                 metrics.STAGE_SECONDS.labels(stage="poll").observe(waited)
-                messages, ends = sort_consumed(messages)
-                self.runs.reached_end(ends, time.time())
                 incoming = self.decoding.submit(messages) if messages else None  # decodes meanwhile
                 if messages:
                     self._kafka_ok_at, self._behind_since = time.monotonic(), None
