@@ -131,7 +131,11 @@ def filter_output(score: float, version: str, reason: str | None, details: dict 
     finite floats or strings (numpy scalars become floats, a non-finite number a string)."""
     clean: dict[str, float | str] = {}
     for k, v in (details or {}).items():
-        if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+        if type(v) is str:  # the common cases first: an ABC isinstance check is slow
+            clean[str(k)] = v
+        elif type(v) is float:
+            clean[str(k)] = v if math.isfinite(v) else str(v)
+        elif isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
             v = float(v)
             clean[str(k)] = v if math.isfinite(v) else str(v)
         else:

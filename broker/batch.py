@@ -161,13 +161,13 @@ def _stack_columns(alerts: list[NormalisedAlert]) -> dict[str, np.ndarray]:
     for i, a in enumerate(alerts):
         groups.setdefault(tuple(a.columns), []).append(i)
     names = sorted({k for keys in groups for k in keys})
-    out = {k: np.full(len(alerts), np.nan) for k in names}
+    where = {k: j for j, k in enumerate(names)}
+    table = np.full((len(names), len(alerts)), np.nan)  # one allocation; each column a row of it
     for keys, rows in groups.items():
         values = np.fromiter(chain.from_iterable(alerts[i].columns.values() for i in rows), np.float64,
                              count=len(rows) * len(keys)).reshape(len(rows), len(keys))
-        for j, k in enumerate(keys):
-            out[k][rows] = values[:, j]
-    return out
+        table[np.ix_([where[k] for k in keys], rows)] = values.T
+    return dict(zip(names, table))
 
 
 def _stack_light_curves(alerts: list[NormalisedAlert]) -> LightCurves:

@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 _worker: tuple | None = None
 SHM_DIR = "/dev/shm"
 SHM_RESERVE_BYTES = 16 * 2**20  # left free in /dev/shm for everyone else
+SEGMENT_STEP = 2**20  # segments are sized in whole MiB
 
 
 def _init_worker(settings: Settings, keep_cutouts: bool) -> None:
@@ -48,12 +50,24 @@ def _decode_values(values: list[bytes | None]) -> list[MessageOutcome]:
 
 def _decode_shared(name: str, spans: list[tuple[int, int] | None]) -> list[MessageOutcome]:
     """The messages of a chunk read from a shared-memory segment (``_SharedChunk``)."""
-    segment = shared_memory.SharedMemory(name=name)
-    try:
-        values = [None if span is None else bytes(segment.buf[span[0]:span[1]]) for span in spans]
-    finally:
-        segment.close()
+    segment = _attach(name)
+    values = [None if span is None else bytes(segment.buf[span[0]:span[1]]) for span in spans]
     return _decode_values(values)
+
+
+# A worker keeps the segments it has opened mapped: the pipeline reuses them batch after batch
+# (``_SegmentPool``), and mapping one afresh costs a page fault per 4 KiB read. A segment the
+# pipeline has dropped stays allocated while mapped here, so only the newest few are kept.
+_attached: OrderedDict[str, shared_memory.SharedMemory] = OrderedDict()
+ATTACHED_KEEP = 8
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    segment = _attached.pop(name, None) or shared_memory.SharedMemory(name=name)
+    _attached[name] = segment  # the newest last
+    while len(_attached) > ATTACHED_KEEP:
+        _attached.popitem(last=False)[1].close()
+    return segment
 
 
 class _SharedChunk:
@@ -61,14 +75,13 @@ class _SharedChunk:
     place. Pickled through a pipe instead (one copy into the pickle, two through the kernel,
     one out), LSST's ~136 KB messages made two workers slower than none: the pipeline
     process's queue thread spent its time copying (``bench e2e``: LSST consume+decode 2,638
-    alerts/s with two workers against 3,724 in process). The pipeline process owns the
-    segment and unlinks it once the chunk's result is in."""
+    alerts/s with two workers against 3,724 in process). The segment comes from the pool and
+    goes back to it once the chunk's result is in."""
 
-    def __init__(self, values: list[bytes | None]):
-        size = sum(len(v) for v in values if v)
-        self.segment = shared_memory.SharedMemory(create=True, size=max(1, size))
+    def __init__(self, values: list[bytes | None], segment: shared_memory.SharedMemory, pool: "_SegmentPool"):
+        self.segment, self.pool = segment, pool
         self.spans: list[tuple[int, int] | None] = []
-        pos, buf = 0, self.segment.buf
+        pos, buf = 0, segment.buf
         for v in values:
             if v is None:
                 self.spans.append(None)
@@ -79,11 +92,53 @@ class _SharedChunk:
         del buf
 
     def release(self) -> None:
-        try:
-            self.segment.close()
-            self.segment.unlink()
-        except (FileNotFoundError, BufferError):  # already gone
-            pass
+        if self.segment is not None:
+            self.pool.give_back(self.segment)
+            self.segment = None
+
+
+class _SegmentPool:
+    """Shared-memory segments kept for later batches. The first write into a fresh segment
+    costs a page fault and a zeroed page per 4 KiB (ZTF alerts, ~41 KB: 23 us per message into
+    a fresh segment, 4 us into one written before; under the pipeline's load the fresh
+    segments took a quarter of its main process's GIL time, py-spy --gil). A chunk takes the
+    smallest free segment it fits in, else a new one with room to spare; at most ``keep``
+    wait free (the smallest go first), and all are unlinked at close."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.free: list[shared_memory.SharedMemory] = []
+
+    def take(self, needed: int) -> shared_memory.SharedMemory | None:
+        """A segment of at least ``needed`` bytes, or None: no room in /dev/shm for a new one."""
+        fits = [s for s in self.free if s.size >= needed]
+        if fits:
+            segment = min(fits, key=lambda s: s.size)
+            self.free.remove(segment)
+            return segment
+        size = -(-max(needed * 5 // 4, 1) // SEGMENT_STEP) * SEGMENT_STEP  # the next batch may be larger
+        if not _shared_memory_room(size):
+            return None
+        return shared_memory.SharedMemory(create=True, size=size)
+
+    def give_back(self, segment: shared_memory.SharedMemory) -> None:
+        self.free.append(segment)
+        self.free.sort(key=lambda s: s.size)
+        while len(self.free) > self.keep:
+            _unlink(self.free.pop(0))
+
+    def close(self) -> None:
+        for segment in self.free:
+            _unlink(segment)
+        self.free = []
+
+
+def _unlink(segment: shared_memory.SharedMemory) -> None:
+    try:
+        segment.close()
+        segment.unlink()
+    except (FileNotFoundError, BufferError):  # already gone
+        pass
 
 
 def _shared_memory_room(needed: int) -> bool:
@@ -152,7 +207,8 @@ class DecodePool:
         # Message bytes go to workers through /dev/shm while it takes segments (_shared_memory_room
         # finds no room where there is no /dev/shm); off for good once it refuses one.
         self.shared_memory = True
-        self._shared: set = set()  # segments of batches submitted and not yet read back
+        self._shared: set = set()  # chunks of batches submitted and not yet read back
+        self._segments = _SegmentPool(keep=2 * workers + 2)  # two batches in flight, a chunk per worker
         if workers:
             self._pool = self._new_pool()
             self._pool.submit(_decode_values, []).result()  # start-up (imports) before the first batch
@@ -179,10 +235,11 @@ class DecodePool:
 
     def _share(self, values: list[bytes | None]) -> "_SharedChunk | None":
         """The chunk in shared memory, or None (no room, or no shared memory here: the pipe)."""
-        if not self.shared_memory or not _shared_memory_room(sum(len(v) for v in values if v)):
+        if not self.shared_memory:
             return None
         try:
-            return _SharedChunk(values)
+            segment = self._segments.take(sum(len(v) for v in values if v))
+            return None if segment is None else _SharedChunk(values, segment, self._segments)
         except OSError as exc:
             log.warning("shared memory refused; decoding through the pipe", extra={"error": str(exc)})
             self.shared_memory = False
@@ -253,3 +310,4 @@ class DecodePool:
         for chunk in self._shared:  # a batch consumed but never read back (stopped, revoked)
             chunk.release()
         self._shared.clear()
+        self._segments.close()

@@ -59,10 +59,11 @@ class OutputBuilder:
 
     def annotated(self, batch: AlertBatch, sources: list, results: dict, now_ms: int) -> list[Outgoing]:
         out: list[Outgoing] = []
+        columns = self._as_lists(batch, results)
         for i in range(batch.n):
             src = sources[i]
             try:
-                ann = self._annotation(batch, i, src, results, now_ms)
+                ann = self._annotation(columns, i, src, now_ms)
                 value = (encode_annotation_container(ann) if self.settings.annotations_format == "ocf"
                          else encode_annotation(ann, self.annotation_schema_id))
             except Exception as exc:  # a value the annotation schema refuses
@@ -90,13 +91,21 @@ class OutputBuilder:
             log.warning("route format failed; original bytes forwarded", extra={"format": fmt, "error": str(exc)[:200]})
             return raw, None
 
-    def _annotation(self, batch: AlertBatch, i: int, src, results: dict, now_ms: int) -> dict:
+    def _as_lists(self, batch: AlertBatch, results: dict) -> tuple:
+        """The batch's columns and results as Python lists: indexing numpy per alert costs more."""
+        scores = {name: (results[name].score.tolist(), results[name].reason, results[name].details or None)
+                  for name, _ in self.filter_names}
+        return (batch.survey.tolist(), batch.object_id.tolist(), batch.alert_id.tolist(), batch.schema_version,
+                scores)
+
+    def _annotation(self, columns: tuple, i: int, src, now_ms: int) -> dict:
+        survey, object_id, alert_id, schema_version, scores = columns
         ts_type, ts = src.timestamp()
         return {
-            "survey": str(batch.survey[i]),
-            "object_id": str(batch.object_id[i]),
-            "alert_id": int(batch.alert_id[i]),
-            "schema_version": str(batch.schema_version[i]),
+            "survey": str(survey[i]),
+            "object_id": str(object_id[i]),
+            "alert_id": int(alert_id[i]),
+            "schema_version": str(schema_version[i]),
             "source_topic": src.topic(),
             "source_partition": src.partition(),
             "source_offset": src.offset(),
@@ -104,10 +113,8 @@ class OutputBuilder:
             "processed_at_ms": now_ms,
             "broker_version": BROKER_VERSION,
             "filters": {
-                name: filter_output(
-                    results[name].score[i], version, results[name].reason[i],
-                    results[name].details[i] if results[name].details else None,
-                )
+                name: filter_output(scores[name][0][i], version, scores[name][1][i],
+                                    scores[name][2][i] if scores[name][2] else None)
                 for name, version in self.filter_names
             },
         }

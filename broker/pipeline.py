@@ -10,12 +10,12 @@ acknowledged by Kafka. Faults are sorted by whose they are:
 * final for the process (an output Kafka refused after librdkafka's retries, or no
   acknowledgement within ``timeouts.delivery_s``): :class:`DeliveryFailed`, exit non-zero
   without committing, and the batch is reprocessed after the restart (duplicates, never loss).
-Batches overlap by one step: batch N+1 is consumed and handed to the decode workers before
-batch N is scored, delivered and committed (broker/decode_pool.py). N+1 is uncommitted
-until its own turn, so a stop or a revocation meanwhile costs a re-read, never an alert.
+Batches overlap by one step: N+1 is consumed and handed to the decode workers before N is
+scored, delivered and committed; a stop or revocation meanwhile costs N+1 a re-read.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -166,6 +166,9 @@ class Pipeline:
         s = self.settings
         start = self._started = time.monotonic()
         self.check_kafka()
+        # Start-up's objects (torch, xgboost, models) are never garbage: full collections skip them.
+        gc.collect()
+        gc.freeze()
         try:
             self.outputs.annotation_schema_id = self.register_annotation_schema()
         except TransientError as exc:
@@ -235,17 +238,16 @@ class Pipeline:
             self.fault = None
 
     def _idle_for(self) -> float:
-        """Seconds with partitions but no new messages. Waiting for the group (a first join,
-        or a share after a revocation) counts only past ``timeouts.group_wait_s``: leaving
-        in the middle of a rebalance disturbs the others, but a join that never completes
-        must not keep ``--exit-when-idle`` from ending the process."""
+        """Seconds with partitions but no new messages. Waiting for the group (a first join, or
+        a share after a revocation) counts only past ``timeouts.group_wait_s``: leaving mid-
+        rebalance disturbs the others, but a join that never completes must not keep
+        ``--exit-when-idle`` from ending the process."""
         waited = time.monotonic() - self._last_activity
         return waited if self._assigned else max(0.0, waited - self.settings.timeouts.group_wait_s)
 
     def _caught_up(self) -> bool:
-        """Nothing left unread in the partitions held, or no sign of progress for
-        ``timeouts.group_wait_s`` while behind (a fetch that never starts; a transactional
-        input's last commit marker, which the position never passes)."""
+        """Nothing left unread in the partitions held, or no progress for ``group_wait_s`` while
+        behind (a fetch that never starts; a transactional input's last commit marker)."""
         behind = unread(self.consumer, self._assigned)
         if not behind:
             return True
@@ -283,8 +285,7 @@ class Pipeline:
         metrics.HELD_ALERTS.set(self.runs.held)
         decoded = released.decoded
         batch = AlertBatch(decoded.alerts, decoded.forward)
-        if released.groups is not None:
-            batch.exposure_group = released.groups
+        batch.exposure_group = batch.exposure_group if released.groups is None else released.groups
         for survey, count in Counter(batch.survey.tolist()).items():
             metrics.DECODED.labels(survey=survey).inc(count)
         metrics.STAGE_SECONDS.labels(stage="decode").observe(time.perf_counter() - t0)

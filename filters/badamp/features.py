@@ -56,18 +56,33 @@ def channel_context(group: np.ndarray, channel: np.ndarray, ids: np.ndarray, rb:
         uniq = rows[np.sort(first)]
         if len(uniq) < MIN_EXPOSURE_ALERTS:
             continue
-        chans, inverse, counts = np.unique(channel[uniq], return_inverse=True, return_counts=True)
-        median, total = float(np.median(counts)), float(counts.sum())
-        stats = np.full((len(chans), len(CONTEXT_FEATURES)), np.nan)
-        for c in range(len(chans)):
-            members = uniq[inverse == c]
-            r = rb[members]
-            r = r[np.isfinite(r)]
-            stats[c] = [counts[c], counts[c] / median, counts[c] / total,
-                        np.median(r) if len(r) else np.nan, np.mean(negative[members]),
-                        np.mean(r < 0.5) if len(r) else np.nan]
-        out[rows] = stats[np.searchsorted(chans, channel[rows])]
+        chans, stats = _channel_stats(channel[uniq], rb[uniq], negative[uniq])
+        at = np.minimum(np.searchsorted(chans, channel[rows]), len(chans) - 1)
+        known = chans[at] == channel[rows]  # False: a duplicate id claiming another channel
+        out[rows[known]] = stats[at[known]]
     return out
+
+
+def _channel_stats(channel: np.ndarray, rb: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(channels, :data:`CONTEXT_FEATURES` per channel) of one exposure group's alerts, all
+    channels at once: sorted by channel then bogus score (NaN last), each channel's finite
+    scores lead its segment, so a median is one or two picks (as ``np.median`` computes it)."""
+    order = np.lexsort((rb, channel))
+    channel, rb, negative = channel[order], rb[order], negative[order]
+    chans, start, counts = np.unique(channel, return_index=True, return_counts=True)
+    finite = np.isfinite(rb)
+    n_finite = np.add.reduceat(finite, start)
+    low = np.add.reduceat(finite & (rb < 0.5), start)
+    has = n_finite > 0
+    lo = start + np.maximum(n_finite - 1, 0) // 2
+    hi = start + np.minimum(n_finite // 2, np.maximum(n_finite - 1, 0))
+    median_rb = np.where(has, (rb[lo] + rb[hi]) / 2, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac_low = np.where(has, low / n_finite, np.nan)
+    total = float(counts.sum())
+    stats = np.column_stack([counts, counts / float(np.median(counts)), counts / total, median_rb,
+                             np.add.reduceat(negative.astype(np.float64), start) / counts, frac_low])
+    return chans, stats
 
 
 def detection_features(col: Callable[[str], np.ndarray], ids: np.ndarray, survey: str,

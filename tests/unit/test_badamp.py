@@ -60,6 +60,45 @@ def test_channel_context_is_per_group_and_counts_duplicates_once():
     assert np.isnan(channel_context(np.full(35, -1), channel, ids, rb, np.zeros(35, bool))).all()
 
 
+def test_channel_context_matches_its_definition_channel_by_channel():
+    """The vectorised statistics equal np.median / np.mean taken channel by channel, with NaN
+    scores, channels without a finite score, duplicates and several groups."""
+    rng = np.random.default_rng(7)
+    n = 600
+    group = rng.integers(-1, 4, n)
+    channel = rng.integers(0, 40, n).astype(float)
+    channel[rng.random(n) < 0.03] = np.nan
+    channel[group == 3] = 99.0  # one channel with every score NaN
+    ids = np.arange(n)
+    dup = rng.choice(n, 60, replace=False)  # a producer's duplicates: same alert, same channel
+    ids[dup[:30]] = ids[dup[30:]]
+    channel[dup[:30]] = channel[dup[30:]]
+    group[dup[:30]] = group[dup[30:]]
+    ids[dup[:3]] = ids[dup[3:6]] = 10_000 + np.arange(3)  # and three claiming another channel
+    rb = rng.random(n)
+    rb[(rng.random(n) < 0.2) | (group == 3)] = np.nan
+    negative = rng.random(n) < 0.3
+    got = channel_context(group, channel, ids, rb, negative)
+    for g in range(4):
+        rows = np.flatnonzero((group == g) & np.isfinite(channel))
+        _, first = np.unique(ids[rows], return_index=True)
+        uniq = rows[np.sort(first)]
+        counts = {c: int((channel[uniq] == c).sum()) for c in np.unique(channel[uniq])}
+        median = np.median(list(counts.values()))
+        for i in rows:
+            if channel[i] not in counts:  # a duplicate id on another channel than its first copy
+                assert np.isnan(got[i]).all()
+                continue
+            members = uniq[channel[uniq] == channel[i]]
+            r = rb[members][np.isfinite(rb[members])]
+            want = [counts[channel[i]], counts[channel[i]] / median, counts[channel[i]] / len(uniq),
+                    np.median(r) if len(r) else np.nan, np.mean(negative[members]),
+                    np.mean(r < 0.5) if len(r) else np.nan]
+            np.testing.assert_array_equal(got[i], want)
+    assert np.isnan(got[(group < 0) | ~np.isfinite(channel)]).all()
+    assert np.isnan(got[group == 3, 3]).all() and np.isfinite(got[group == 3, 0]).all()
+
+
 def test_injector_labels_bursts_in_one_channel(sample_batch):
     pool = pool_from_batch(sample_batch, "ztf")
     ex = make_exposures(pool, 30, seed=1)

@@ -88,25 +88,62 @@ def _segments() -> set[str]:
     return {n for n in os.listdir("/dev/shm") if not n.startswith("sem.")} if os.path.isdir("/dev/shm") else set()
 
 
-def test_message_bytes_reach_workers_through_shared_memory_and_are_released(batch, pool):
+def test_message_bytes_reach_workers_through_shared_memory_reused_batch_after_batch(batch):
     if not os.path.isdir("/dev/shm"):
         pytest.skip("no /dev/shm here: the pipe carries the messages")
     settings = Settings.load(None)
+    expected = _summary(decode_messages(build_decoder(settings), batch, settings))
     before = _segments()
-    pending = pool.submit(batch)
-    assert len(pending.chunks) == 2 and _segments() - before  # one segment per worker's chunk
-    assert _summary(pool.result(pending)) == _summary(decode_messages(build_decoder(settings), batch, settings))
-    assert _segments() == before and not pool._shared
+    pool = DecodePool(settings, workers=2)
+    try:
+        pending = pool.submit(batch)
+        assert len(pending.chunks) == 2  # one segment per worker's chunk
+        created = _segments() - before
+        assert len(created) == 2
+        assert _summary(pool.result(pending)) == expected
+        assert not pool._shared and len(pool._segments.free) == 2  # read back: free for the next batch
+        for _ in range(3):  # later batches write into the same segments; the workers keep them mapped
+            assert _summary(pool.decode(batch)) == expected
+        assert pool.decode(batch[::2]).alerts
+        assert _segments() - before == created
+    finally:
+        pool.close()
+    assert _segments() == before  # unlinked at close
 
 
-def test_without_room_in_shared_memory_the_pipe_carries_the_batch(batch, pool, monkeypatch):
+def test_a_larger_batch_gets_a_larger_segment_and_the_free_ones_stay_bounded(batch):
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here: the pipe carries the messages")
+    before = _segments()
+    pool = DecodePool(Settings.load(None), workers=1)
+    try:
+        small = pool.submit(batch[:2])
+        pool.result(small)
+        first = pool._segments.free[0].size
+        big = batch * (first // sum(len(m.value()) for m in batch) + 2)  # past the first segment's size
+        pendings = [pool.submit(big) for _ in range(6)]  # more in flight than the pool keeps free
+        for p in pendings:
+            assert pool.result(p).alerts
+        assert len(pool._segments.free) == pool._segments.keep == 4
+        assert all(s.size > first for s in pool._segments.free)  # the small one was dropped first
+        assert len(_segments() - before) == 4
+    finally:
+        pool.close()
+    assert _segments() == before
+
+
+def test_without_room_in_shared_memory_the_pipe_carries_the_batch(batch, monkeypatch):
     import broker.decode_pool as decode_pool
 
-    monkeypatch.setattr(decode_pool, "SHM_RESERVE_BYTES", 2**62)  # never room
-    pending = pool.submit(batch)
-    assert not pending.chunks
+    monkeypatch.setattr(decode_pool, "SHM_RESERVE_BYTES", 2**62)  # never room for a new segment
     settings = Settings.load(None)
-    assert _summary(pool.result(pending)) == _summary(decode_messages(build_decoder(settings), batch, settings))
+    pool = DecodePool(settings, workers=1)
+    try:
+        pending = pool.submit(batch)
+        assert not pending.chunks
+        assert _summary(pool.result(pending)) == _summary(decode_messages(build_decoder(settings), batch, settings))
+    finally:
+        pool.close()
 
 
 def test_a_batch_never_read_back_leaves_no_segment_behind(batch):
