@@ -48,21 +48,24 @@ def _decode_values(values: list[bytes | None]) -> list[MessageOutcome]:
     return [decode_value(decoder, v, settings, keep_cutouts) for v in values]
 
 
-def _decode_shared(name: str, spans: list[tuple[int, int] | None]) -> list[MessageOutcome]:
-    """The messages of a chunk read from a shared-memory segment (``_SharedChunk``)."""
-    segment = _attach(name)
+def _decode_shared(name: str, spans: list[tuple[int, int] | None], live: tuple[str, ...] = ()) -> list[MessageOutcome]:
+    """The messages of a chunk read from a shared-memory segment (``_SharedChunk``); ``live``:
+    the pipeline's segments now, so that mappings of the ones it dropped are closed."""
+    segment = _attach(name, live)
     values = [None if span is None else bytes(segment.buf[span[0]:span[1]]) for span in spans]
     return _decode_values(values)
 
 
 # A worker keeps the segments it has opened mapped: the pipeline reuses them batch after batch
 # (``_SegmentPool``), and mapping one afresh costs a page fault per 4 KiB read. A segment the
-# pipeline has dropped stays allocated while mapped here, so only the newest few are kept.
+# pipeline has dropped stays allocated (in /dev/shm's limit) while mapped here: closed at once.
 _attached: OrderedDict[str, shared_memory.SharedMemory] = OrderedDict()
-ATTACHED_KEEP = 8
+ATTACHED_KEEP = 8  # a bound in any case
 
 
-def _attach(name: str) -> shared_memory.SharedMemory:
+def _attach(name: str, live: tuple[str, ...]) -> shared_memory.SharedMemory:
+    for gone in [n for n in _attached if n != name and n not in live]:
+        _attached.pop(gone).close()
     segment = _attached.pop(name, None) or shared_memory.SharedMemory(name=name)
     _attached[name] = segment  # the newest last
     while len(_attached) > ATTACHED_KEEP:
@@ -102,12 +105,13 @@ class _SegmentPool:
     costs a page fault and a zeroed page per 4 KiB (ZTF alerts, ~41 KB: 23 us per message into
     a fresh segment, 4 us into one written before; under the pipeline's load the fresh
     segments took a quarter of its main process's GIL time, py-spy --gil). A chunk takes the
-    smallest free segment it fits in, else a new one with room to spare; at most ``keep``
-    wait free (the smallest go first), and all are unlinked at close."""
+    smallest free segment it fits in, else a new one with a little room to spare; at most
+    ``keep`` wait free (the smallest go first), and all are unlinked at close."""
 
     def __init__(self, keep: int):
         self.keep = keep
         self.free: list[shared_memory.SharedMemory] = []
+        self.live: dict[str, shared_memory.SharedMemory] = {}  # free or in use, by name
 
     def take(self, needed: int) -> shared_memory.SharedMemory | None:
         """A segment of at least ``needed`` bytes, or None: no room in /dev/shm for a new one."""
@@ -116,29 +120,34 @@ class _SegmentPool:
             segment = min(fits, key=lambda s: s.size)
             self.free.remove(segment)
             return segment
-        size = -(-max(needed * 5 // 4, 1) // SEGMENT_STEP) * SEGMENT_STEP  # the next batch may be larger
+        size = -(-max(needed * 9 // 8, 1) // SEGMENT_STEP) * SEGMENT_STEP  # the next batch may be larger
         if not _shared_memory_room(size):
             return None
-        return shared_memory.SharedMemory(create=True, size=size)
+        segment = shared_memory.SharedMemory(create=True, size=size)
+        self.live[segment.name] = segment
+        return segment
 
     def give_back(self, segment: shared_memory.SharedMemory) -> None:
         self.free.append(segment)
         self.free.sort(key=lambda s: s.size)
         while len(self.free) > self.keep:
-            _unlink(self.free.pop(0))
+            self._unlink(self.free.pop(0))
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.live)
 
     def close(self) -> None:
         for segment in self.free:
-            _unlink(segment)
+            self._unlink(segment)
         self.free = []
 
-
-def _unlink(segment: shared_memory.SharedMemory) -> None:
-    try:
-        segment.close()
-        segment.unlink()
-    except (FileNotFoundError, BufferError):  # already gone
-        pass
+    def _unlink(self, segment: shared_memory.SharedMemory) -> None:
+        self.live.pop(segment.name, None)
+        try:
+            segment.close()
+            segment.unlink()
+        except (FileNotFoundError, BufferError):  # already gone
+            pass
 
 
 def _shared_memory_room(needed: int) -> bool:
@@ -208,7 +217,8 @@ class DecodePool:
         # finds no room where there is no /dev/shm); off for good once it refuses one.
         self.shared_memory = True
         self._shared: set = set()  # chunks of batches submitted and not yet read back
-        self._segments = _SegmentPool(keep=2 * workers + 2)  # two batches in flight, a chunk per worker
+        # Batch N's chunks are read back just after N+1's are written: a chunk per worker free.
+        self._segments = _SegmentPool(keep=workers)
         if workers:
             self._pool = self._new_pool()
             self._pool.submit(_decode_values, []).result()  # start-up (imports) before the first batch
@@ -230,7 +240,8 @@ class DecodePool:
                 continue
             pending.chunks.append(shared)
             self._shared.add(shared)
-            pending.futures.append(self._pool.submit(_decode_shared, shared.segment.name, shared.spans))
+            pending.futures.append(self._pool.submit(_decode_shared, shared.segment.name, shared.spans,
+                                                     self._segments.names()))
         return pending
 
     def _share(self, values: list[bytes | None]) -> "_SharedChunk | None":
