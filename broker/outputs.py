@@ -59,6 +59,8 @@ class OutputBuilder:
 
     def annotated(self, batch: AlertBatch, sources: list, results: dict, now_ms: int) -> list[Outgoing]:
         out: list[Outgoing] = []
+        if not batch.n:  # every message a dead letter: no filter ran
+            return out
         columns = self._as_lists(batch, results)
         for i in range(batch.n):
             src = sources[i]

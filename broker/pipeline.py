@@ -215,6 +215,7 @@ class Pipeline:
                         break
         finally:
             self.close()
+            gc.unfreeze()  # for a caller that goes on (the demo, tests)
             self.summary.seconds = time.monotonic() - start
         return self.summary
 

@@ -44,3 +44,16 @@ def test_poison_among_good_alerts_costs_only_itself():
 def test_other_surveys_are_named_in_the_reason():
     out = decode_messages(DECODER, [FakeMessage(build("pgir"))], SETTINGS)
     assert "pgir.alert" in str(out.dead[0][1])
+
+
+def test_a_batch_of_dead_letters_only_has_no_annotations():
+    """The pipeline runs no filter on a batch whose every message is a dead letter (the
+    results are empty); building its outputs must not look for them (a KeyError once)."""
+    from broker.batch import AlertBatch
+    from broker.outputs import OutputBuilder, RunSummary
+
+    out = decode_messages(DECODER, [FakeMessage(build(kind)) for kind in sorted(MAKERS)
+                                    if expected(kind) != {ANNOTATED}][:3], SETTINGS)
+    assert out.dead and not out.alerts
+    builder = OutputBuilder(SETTINGS, [("badamp", "1"), ("anomaly", "1")], RunSummary(), DECODER)
+    assert builder.annotated(AlertBatch(out.alerts, out.forward), out.source, {}, 0) == []
