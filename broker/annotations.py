@@ -133,9 +133,7 @@ def filter_output(score: float, version: str, reason: str | None, details: dict 
     for k, v in (details or {}).items():
         if type(v) is str:  # the common cases first: an ABC isinstance check is slow
             clean[str(k)] = v
-        elif type(v) is float:
-            clean[str(k)] = v if math.isfinite(v) else str(v)
-        elif isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+        elif type(v) is float or (isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))):
             v = float(v)
             clean[str(k)] = v if math.isfinite(v) else str(v)
         else:

@@ -286,7 +286,8 @@ class Pipeline:
         metrics.HELD_ALERTS.set(self.runs.held)
         decoded = released.decoded
         batch = AlertBatch(decoded.alerts, decoded.forward)
-        batch.exposure_group = batch.exposure_group if released.groups is None else released.groups
+        if released.groups is not None:
+            batch.exposure_group = released.groups
         for survey, count in Counter(batch.survey.tolist()).items():
             metrics.DECODED.labels(survey=survey).inc(count)
         metrics.STAGE_SECONDS.labels(stage="decode").observe(time.perf_counter() - t0)

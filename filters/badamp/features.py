@@ -75,7 +75,7 @@ def _channel_stats(channel: np.ndarray, rb: np.ndarray, negative: np.ndarray) ->
     low = np.add.reduceat(finite & (rb < 0.5), start)
     has = n_finite > 0
     lo = start + np.maximum(n_finite - 1, 0) // 2
-    hi = start + np.minimum(n_finite // 2, np.maximum(n_finite - 1, 0))
+    hi = start + n_finite // 2
     median_rb = np.where(has, (rb[lo] + rb[hi]) / 2, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac_low = np.where(has, low / n_finite, np.nan)
