@@ -147,7 +147,8 @@ def test_rebalance_storm_with_three_pipelines(kafka):
         changes += 1
     feeder.join()
     # The last members leave one at a time, each once settled (the storm's own rule): exiting
-    # on idle together, two once left mid-rebalance and the group never assigned again.
+    # on idle together, two can leave mid-rebalance (the likely cause of a CI run in which the
+    # group never assigned again and 70 uncommitted alerts stayed unannotated).
     while running:
         p = running.pop(0)
         end = time.monotonic() + 120
