@@ -73,8 +73,9 @@ def bench_filters(messages: list[bytes], sizes=(1, 16, 128, 512), device: str = 
         for n in sizes:
             batch = _batch(messages, n)
             impl.score(batch)  # warm-up
+            fresh = batch.subset(np.arange(n))  # the warm-up's cached features not reused
             t0 = time.perf_counter()
-            impl.score(batch)
+            impl.score(fresh)
             rows[n] = (time.perf_counter() - t0) / n * 1e6
         out[name] = {"us_per_alert": rows, "ratio_smallest_to_largest": rows[sizes[0]] / rows[sizes[-1]]}
     return out
