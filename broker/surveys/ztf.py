@@ -27,6 +27,7 @@ def _point_flux(p: dict) -> tuple[float, float, int]:
     return flux, err, DETECTION
 
 
+
 def _ref_flux(p: dict) -> float | None:
     """The reference-image source's flux when it is the same source (within 1.5 arcsec)."""
     distnr = p.get("distnr")
@@ -64,12 +65,13 @@ def normalise(rec: dict, message: DecodedMessage) -> NormalisedAlert:
     )
     if jd is not None:
         alert.add_point(jd - JD_TO_MJD, flux, err, band, DETECTION, _ref_flux(cand))
+    add_point = alert.add_point
     for p in rec.get("prv_candidates") or ():
-        if p.get("jd") is None:
+        jd = p.get("jd")
+        if jd is None:
             continue
         f, e, kind = _point_flux(p)
-        alert.add_point(p["jd"] - JD_TO_MJD, f, e, FID_BAND.get(p.get("fid")), kind,
-                        _ref_flux(p))
+        add_point(jd - JD_TO_MJD, f, e, FID_BAND.get(p.get("fid")), kind, _ref_flux(p))
     for fp in rec.get("fp_hists") or ():
         _add_forced(alert, fp)
     for kind in ("Science", "Template", "Difference"):

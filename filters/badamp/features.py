@@ -49,9 +49,14 @@ def channel_context(group: np.ndarray, channel: np.ndarray, ids: np.ndarray, rb:
     id counted twice in a group (a producer's duplicate) counts once.
     """
     out = np.full((len(group), len(CONTEXT_FEATURES)), np.nan)
-    ok = (group >= 0) & np.isfinite(channel)
-    for g in np.unique(group[ok]):
-        rows = np.flatnonzero(ok & (group == g))
+    usable = np.flatnonzero((group >= 0) & np.isfinite(channel))
+    # Rows grouped by one stable sort (each group's rows stay in batch order), and groups too
+    # small even before duplicates are dropped skipped unread: a batch of scattered exposures
+    # costs one sort, not a pass over the batch per group.
+    by_group = usable[np.argsort(group[usable], kind="stable")]
+    _, starts, counts = np.unique(group[by_group], return_index=True, return_counts=True)
+    for start, count in zip(starts[counts >= MIN_EXPOSURE_ALERTS], counts[counts >= MIN_EXPOSURE_ALERTS]):
+        rows = by_group[start:start + count]
         _, first = np.unique(ids[rows], return_index=True)
         uniq = rows[np.sort(first)]
         if len(uniq) < MIN_EXPOSURE_ALERTS:
@@ -96,5 +101,5 @@ def detection_features(col: Callable[[str], np.ndarray], ids: np.ndarray, survey
 
 def detection_matrix(batch: AlertBatch, survey: str, rows: np.ndarray) -> np.ndarray:
     """:func:`detection_features` for the alerts ``rows`` (all of one survey) of a batch."""
-    sub = batch.subset(rows)
-    return detection_features(sub.column, sub.alert_id, survey, sub.exposure_group)
+    return detection_features(lambda name: batch.column(name)[rows], batch.alert_id[rows], survey,
+                              batch.exposure_group[rows])
