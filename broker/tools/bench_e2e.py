@@ -12,7 +12,8 @@ and read back by, in one run on one machine:
   process) and 2: the fastest is the pipeline figure, and the runs below use its setting;
 * **naive**: the same process with one alert per batch (``batch.max_alerts=1``, exposure runs
   off, decoding in the process: nothing overlapped): every alert decoded and scored alone,
-  then produced, flushed and committed;
+  then produced, flushed and committed; run before the pipelines and after them, the faster
+  counts (the machine's speed drifts within a run);
 * **latency** from the input's produce timestamp to its annotation's, at offered rates of
   256 alerts/s and 80% of the measured pipeline rate, and a burst: how long until drained;
 * **two pipelines** in one consumer group (two partitions), and peak RSS and per-stage time.
@@ -199,6 +200,13 @@ def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float, de
     def workers_env(workers: int) -> dict:
         return {"ALERT_BROKER__BATCH__DECODE_WORKERS": str(workers), **on_device}
 
+    # The naive design runs twice, before the pipelines and after them, and the faster run
+    # counts: one run of it measured 145 to 251 ZTF alerts/s in three whole runs of one morning.
+    naive_topic = f"bench.{tag}.naive"
+    naive_n = preload(bootstrap, naive_topic, paths, max(200, int(1000 * scale)))
+    naive_env = {"ALERT_BROKER__BATCH__MAX_ALERTS": "1", "ALERT_BROKER__BATCH__EXPOSURE_QUIET_S": "0",
+                 "ALERT_BROKER__BATCH__DECODE_WORKERS": "0", **on_device}
+    naive_runs = [PipelineRun(bootstrap, naive_topic, f"{tag}-naive-before", env=naive_env).finish()]
     pipelines = {w: PipelineRun(bootstrap, topic, f"{tag}-pipeline{w}", env=workers_env(w)).finish()
                  for w in DECODE_WORKER_SETTINGS}
     best = max(pipelines, key=lambda w: pipelines[w]["alerts_per_s"])
@@ -212,14 +220,12 @@ def survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float, de
         min(r["first_message_at"] for r in runs if r["first_message_at"])
     out["two_pipelines"] = {"alerts_per_s": sum(r["consumed"] for r in runs) / span, "per_process": runs}
     drop_topics(bootstrap, topic)
-    naive_topic = f"bench.{tag}.naive"
-    naive_n = preload(bootstrap, naive_topic, paths, max(200, int(1000 * scale)))
-    out["naive"] = PipelineRun(bootstrap, naive_topic, f"{tag}-naive", env={
-        "ALERT_BROKER__BATCH__MAX_ALERTS": "1", "ALERT_BROKER__BATCH__EXPOSURE_QUIET_S": "0",
-        "ALERT_BROKER__BATCH__DECODE_WORKERS": "0", **on_device}).finish()
-    out["naive"]["alerts"] = naive_n
+    naive_runs.append(PipelineRun(bootstrap, naive_topic, f"{tag}-naive-after", env=naive_env).finish())
+    out["naive"] = max(naive_runs, key=lambda r: r["alerts_per_s"]) | {"alerts": naive_n}
+    out["naive_runs_alerts_per_s"] = [r["alerts_per_s"] for r in naive_runs]
     drop_topics(bootstrap, naive_topic)
-    print(f"[{survey}] naive {out['naive']['alerts_per_s']:.1f} alerts/s", flush=True)
+    print(f"[{survey}] naive " + " and ".join(f"{r['alerts_per_s']:.1f}" for r in naive_runs)
+          + " alerts/s (before and after the pipelines)", flush=True)
     rate80 = 0.8 * out["pipeline"]["alerts_per_s"]
     out["latency"] = [latency(bootstrap, paths, r, latency_s, f"{tag}.lat{int(r)}", env) for r in (256.0, rate80)]
     out["burst"] = burst(bootstrap, paths, int(10_000 * min(1.0, scale * 2)), f"{tag}.burst", env)
@@ -301,7 +307,7 @@ def markdown(results: dict) -> str:
             ("of its time, waiting with the input drained for the last exposure runs to close (s)",
              "pipeline_holding_s", "{:.1f}"),
             ("pipeline without that wait (alerts/s)", "pipeline_sustained_alerts_per_s", "{:.0f}"),
-            ("naive: one alert per batch (alerts/s)", "naive_alerts_per_s", "{:.1f}"),
+            ("naive: one alert per batch, the faster of two runs (alerts/s)", "naive_alerts_per_s", "{:.1f}"),
             ("two pipelines, one group (alerts/s)", "two_pipelines_alerts_per_s", "{:.0f}"),
             ("pipeline / ceiling", "pipeline_over_ceiling", "{:.2f}"),
             ("pipeline without the wait / ceiling", "sustained_over_ceiling", "{:.2f}"),

@@ -32,6 +32,8 @@ def test_bench_e2e_measures_every_figure(tmp_path):
     ztf = result["surveys"]["ztf"]
     assert ztf["pipeline"]["consumed"] == ztf["alerts"] == ztf["ceiling"]["messages"]
     assert all(run["consumed"] == ztf["alerts"] for run in ztf["pipeline_by_decode_workers"].values())
+    naive = ztf["naive_runs_alerts_per_s"]  # before and after the pipelines; the faster counts
+    assert len(naive) == 2 and s["naive_alerts_per_s"] == max(naive) > 0
     assert ztf["burst"]["lost"] == 0 and ztf["burst"]["out"] == ztf["burst"]["alerts"]  # each annotated or dead-lettered
     assert {"decode", "produce", "commit"} <= set(ztf["pipeline"]["stage_seconds"])
     assert "| pipeline / ceiling |" in table.read_text()
