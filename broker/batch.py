@@ -211,7 +211,7 @@ def numeric_fields(record: dict | None, skip: tuple[str, ...] = ()) -> dict[str,
         return out
     nan, plain = math.nan, _PLAIN_NUMBERS
     for k, v in record.items():
-        # The exact-type test first: a decoder's ints and floats, ~100 per alert, per alert.
+        # The exact-type test first: it answers for a decoder's ints and floats (~100 per alert).
         if v is None:
             out[k] = nan
         elif type(v) in plain or isinstance(v, (int, float)):

@@ -27,7 +27,6 @@ def _point_flux(p: dict) -> tuple[float, float, int]:
     return flux, err, DETECTION
 
 
-
 def _ref_flux(p: dict) -> float | None:
     """The reference-image source's flux when it is the same source (within 1.5 arcsec)."""
     distnr = p.get("distnr")

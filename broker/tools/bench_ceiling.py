@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def measure(bootstrap: str, topic: str, total: int, workers: int | None = None, timeout_s: float = 900) -> dict:
+def measure(bootstrap: str, topic: str, total: int, workers: int, timeout_s: float = 900) -> dict:
     """Consume + decode only, with the pipeline's consumer settings and batch size, decoding
     as the pipeline does (``batch.decode_workers`` processes, the next batch decoding while
     this one is read back; stamps dropped unless a filter reads them) or, with ``workers``
@@ -39,7 +39,7 @@ def measure(bootstrap: str, topic: str, total: int, workers: int | None = None, 
     consumer = make_consumer(settings.kafka, f"bench-ceiling-{uuid.uuid4().hex[:8]}")
     consumer.subscribe([topic])
     found = discover()
-    pool = DecodePool(settings, settings.batch.decode_workers if workers is None else workers,
+    pool = DecodePool(settings, workers,
                       keep_cutouts=any(found[name].cutouts for name in settings.enabled_filters()))
     gc.collect()
     gc.freeze()  # as the pipeline does once started (broker/pipeline.py)
@@ -63,11 +63,17 @@ def measure(bootstrap: str, topic: str, total: int, workers: int | None = None, 
     return {"messages": n, "seconds": round(seconds, 3), "alerts_per_s": n / seconds if seconds else 0.0}
 
 
+def child_env(extra: dict | None = None) -> dict:
+    """The environment of a measured subprocess: this checkout first on its path (the caller's
+    path after it), plus ``extra``."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, **(extra or {}), PYTHONPATH=path)
+
+
 def ceiling(bootstrap: str, topic: str, total: int, workers: int, timeout_s: float = 900) -> dict:
     """:func:`measure` in a fresh process."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    run = subprocess.run([sys.executable, "-m", "broker.tools.bench_ceiling", bootstrap, topic, str(total), str(workers)],
-                         env=dict(os.environ, PYTHONPATH=path), capture_output=True, text=True, timeout=timeout_s + 120)
+    run = subprocess.run([sys.executable, "-m", "broker.tools.bench_ceiling", bootstrap, topic, str(total), str(workers),
+                          str(timeout_s)], env=child_env(), capture_output=True, text=True, timeout=timeout_s + 120)
     if run.returncode != 0:
         raise RuntimeError(f"ceiling exited {run.returncode}: {run.stderr[-2000:]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
@@ -90,5 +96,5 @@ def warm_topic(bootstrap: str, topic: str, total: int, timeout_s: float = 300) -
 
 
 if __name__ == "__main__":
-    boot, name, count, decode_workers = sys.argv[1:5]
-    print(json.dumps(measure(boot, name, int(count), int(decode_workers))), flush=True)
+    boot, name, count, decode_workers, limit_s = sys.argv[1:6]
+    print(json.dumps(measure(boot, name, int(count), int(decode_workers), float(limit_s))), flush=True)

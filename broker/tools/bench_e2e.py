@@ -41,11 +41,10 @@ from broker.codec import Decoder
 from broker.kafka_io import ensure_topics
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings, Settings
-from broker.tools.bench_ceiling import ceiling, warm_topic
+from broker.tools.bench_ceiling import REPO, ceiling, child_env, warm_topic
 from broker.tools.replay import iter_payloads, messages_for, replay
 from broker.tools.tail import read_topic
 
-REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 SAMPLES = REPO / "tests" / "fixtures" / "alerts"
 SOURCES = {"ztf": [SHARED / "ztf" / "alerts", SHARED / "ztf" / "fink-enriched"], "lsst": [SHARED / "lsst" / "alerts"]}
@@ -109,8 +108,7 @@ class PipelineRun:
                "--exit-when-idle", str(idle_s)]
         self.log: list[str] = []
         self.assigned = threading.Event()
-        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # the caller's too
-        self.proc = subprocess.Popen(cmd, env=dict(os.environ, **(env or {}), PYTHONPATH=path),
+        self.proc = subprocess.Popen(cmd, env=child_env(env),
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -55,7 +55,8 @@ def channel_context(group: np.ndarray, channel: np.ndarray, ids: np.ndarray, rb:
     # costs one sort, not a pass over the batch per group.
     by_group = usable[np.argsort(group[usable], kind="stable")]
     _, starts, counts = np.unique(group[by_group], return_index=True, return_counts=True)
-    for start, count in zip(starts[counts >= MIN_EXPOSURE_ALERTS], counts[counts >= MIN_EXPOSURE_ALERTS]):
+    large = counts >= MIN_EXPOSURE_ALERTS
+    for start, count in zip(starts[large], counts[large]):
         rows = by_group[start:start + count]
         _, first = np.unique(ids[rows], return_index=True)
         uniq = rows[np.sort(first)]
