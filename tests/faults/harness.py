@@ -96,12 +96,17 @@ class PipelineProc:
                     pass
         return out
 
-    def assigned_for(self) -> float:
-        """Seconds since this member was last given partitions, or -1 if it holds none now."""
+    def assigned_at(self) -> float | None:
+        """When (epoch seconds) this member was last given partitions; None if it holds none now."""
         assigned, revoked = self.events("partitions assigned"), self.events("partitions revoked")
         if not assigned or (revoked and revoked[-1]["ts"] >= assigned[-1]["ts"]):
-            return -1.0
-        return time.time() - assigned[-1]["ts"]
+            return None
+        return assigned[-1]["ts"]
+
+    def assigned_for(self) -> float:
+        """Seconds since this member was last given partitions, or -1 if it holds none now."""
+        at = self.assigned_at()
+        return -1.0 if at is None else time.time() - at
 
     def wait_for(self, text: str, n: int = 1, timeout_s: float = 120.0) -> bool:
         end = time.monotonic() + timeout_s
