@@ -22,6 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
+from broker.tools.bench_cpu import CpuWatch
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -43,14 +45,15 @@ def measure(bootstrap: str, topic: str, total: int, workers: int, timeout_s: flo
                       keep_cutouts=any(found[name].cutouts for name in settings.enabled_filters()))
     gc.collect()
     gc.freeze()  # as the pipeline does once started (broker/pipeline.py)
-    n, first, last, pending = 0, None, None, None
+    n, first, last, pending, first_at = 0, None, None, None, None
     end = time.monotonic() + timeout_s
     try:
         while (n < total or pending) and time.monotonic() < end:
             wait_s = 0.0 if pending else settings.batch.max_wait_ms / 1000
             got = [m for m in consumer.consume(settings.batch.max_alerts, wait_s) if m.error() is None]
             incoming = pool.submit(got) if got else None
-            first = first or (time.perf_counter() if got else None)
+            if got and first is None:
+                first, first_at = time.perf_counter(), time.time()
             n += len(got)
             if pending:
                 pool.result(pending)
@@ -60,7 +63,8 @@ def measure(bootstrap: str, topic: str, total: int, workers: int, timeout_s: flo
         consumer.close()
         pool.close()
     seconds = (last - first) if first and last else float("nan")
-    return {"messages": n, "seconds": round(seconds, 3), "alerts_per_s": n / seconds if seconds else 0.0}
+    return {"messages": n, "seconds": round(seconds, 3), "alerts_per_s": n / seconds if seconds else 0.0,
+            "first_at": first_at, "last_at": first_at + seconds if first_at else None}  # epoch s: the CPU's window
 
 
 def child_env(extra: dict | None = None) -> dict:
@@ -71,12 +75,21 @@ def child_env(extra: dict | None = None) -> dict:
 
 
 def ceiling(bootstrap: str, topic: str, total: int, workers: int, timeout_s: float = 900) -> dict:
-    """:func:`measure` in a fresh process."""
-    run = subprocess.run([sys.executable, "-m", "broker.tools.bench_ceiling", bootstrap, topic, str(total), str(workers),
-                          str(timeout_s)], env=child_env(), capture_output=True, text=True, timeout=timeout_s + 120)
-    if run.returncode != 0:
-        raise RuntimeError(f"ceiling exited {run.returncode}: {run.stderr[-2000:]}")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    """:func:`measure` in a fresh process, with the CPU it and its decode workers spent while
+    reading (``cpu_s``)."""
+    proc = subprocess.Popen([sys.executable, "-m", "broker.tools.bench_ceiling", bootstrap, topic, str(total),
+                             str(workers), str(timeout_s)], env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    watch = CpuWatch(proc.pid).start()
+    try:
+        out, err = proc.communicate(timeout=timeout_s + 120)
+    finally:
+        proc.kill()
+        watch.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ceiling exited {proc.returncode}: {err[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return result | {"cpu_s": watch.between(result["first_at"], result["last_at"])}
 
 
 def warm_topic(bootstrap: str, topic: str, total: int, timeout_s: float = 300) -> None:

@@ -37,6 +37,12 @@ def test_bench_e2e_measures_every_figure(tmp_path):
     assert ztf["burst"]["lost"] == 0 and ztf["burst"]["out"] == ztf["burst"]["alerts"]  # each annotated or dead-lettered
     assert {"decode", "produce", "commit"} <= set(ztf["pipeline"]["stage_seconds"])
     assert "| pipeline / ceiling |" in table.read_text()
+    # Where the cores went, in the rates' own windows (start-up not in them)
+    for key in ("ceiling_cpu_us_per_alert", "pipeline_cpu_us_per_alert", "broker_cpu_us_per_alert",
+                "pipeline_cores_busy", "cores_busy_at_80pct", "load_generator_cores_at_80pct"):
+        assert s[key] > 0, key
+    assert s["pipeline_cores_busy"] <= result["cores"] + 0.5  # sampled every 0.2 s: a little slack
+    assert "| CPU per alert: the pipeline and its decode workers (us) |" in table.read_text()
     # The backlog was written before the pipeline joined: reading each partition to its end closes
     # its last exposure run at once, so no run waits out batch.exposure_quiet_s (2 s) at the end.
     assert ztf["pipeline"]["holding_seconds"] < 2.0
