@@ -45,7 +45,7 @@ from broker.kafka_io import ensure_topics
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings, Settings
 from broker.tools.bench_ceiling import REPO, ceiling, child_env, warm_topic
-from broker.tools.bench_cpu import CpuWatch, cpu_seconds
+from broker.tools.bench_cpu import CpuWatch
 from broker.tools.bench_report import markdown, summarise
 from broker.tools.replay import iter_payloads, messages_for, replay
 from broker.tools.tail import read_topic
@@ -149,11 +149,11 @@ class PipelineRun:
         return s
 
 
-def joined_pipeline(bootstrap: str, tag: str, env: dict | None = None, broker_cpu: CpuWatch | None = None) -> PipelineRun:
+def joined_pipeline(bootstrap: str, tag: str, env: dict | None = None) -> PipelineRun:
     """A pipeline on a fresh two-partition topic, once the group has given it the partitions."""
     topic = f"bench.{tag}.{uuid.uuid4().hex[:6]}"
     ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=2)
-    run = PipelineRun(bootstrap, topic, f"{topic}-g", env=env, broker_cpu=broker_cpu)
+    run = PipelineRun(bootstrap, topic, f"{topic}-g", env=env)
     if not run.assigned.wait(120):
         raise RuntimeError("pipeline never joined: " + "".join(run.log[-5:]))
     return run
@@ -165,11 +165,11 @@ def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: 
     the input's Kafka timestamp to its annotation's (produced once its batch is scored). And
     the cores busy while the load was offered: the pipeline's, the broker's and the load
     generator's (this process: the producer and its librdkafka threads)."""
-    run = joined_pipeline(bootstrap, tag, env, broker_cpu)
-    start, load_cpu = time.time(), cpu_seconds(os.getpid())
+    run = joined_pipeline(bootstrap, tag, env)
+    start, load_cpu = time.time(), time.process_time()
     replay(paths, bootstrap, run.topic, Decoder(SchemaResolver()), rate=rate,
            loop=loops_for(paths, int(rate * seconds)), progress=False, producer=load_producer(bootstrap))
-    end, load_cpu = time.time(), cpu_seconds(os.getpid()) - load_cpu
+    end, load_cpu = time.time(), time.process_time() - load_cpu
     summary = run.finish()
     offered = end - start
     cores = {"pipeline": run.cpu.between(start, end) / offered, "load_generator": load_cpu / offered,
