@@ -26,6 +26,7 @@ import cramjam
 import fastavro
 from fastavro import schemaless_reader
 
+from broker.avro_records import ReaderCache, StrayBytes
 from broker.schema_safety import schema_problem
 
 OCF_MAGIC = b"Obj\x01"
@@ -199,8 +200,10 @@ class Decoder:
         limits: DecodeLimits | None = None,
         cache: SchemaCache | None = None,
         check_schema_name: Callable[[str], None] | None = None,
+        readers: ReaderCache | None = None,
     ):
         self.cache = cache or SchemaCache()
+        self.readers = readers or ReaderCache()  # records are read by a reader per schema
         self._resolve_id = resolve_id
         self.limits = limits or DecodeLimits()
         # Raises DecodeError for a writer schema we will not read, before its records are
@@ -238,16 +241,12 @@ class Decoder:
         schema_id = struct.unpack(">I", data[1:5])[0]
         schema, version = self._resolve_id(schema_id)
         self._check_name(_name(schema))
-        buf = io.BytesIO(data)
-        buf.seek(5)
         try:
-            record = schemaless_reader(buf, schema, None)
+            record = self.readers.get(schema).read_one(memoryview(data)[5:])
+        except StrayBytes as exc:
+            raise DecodeError("corrupt", f"schema id {schema_id}: {exc}") from exc
         except Exception as exc:
             raise DecodeError(_classify(exc), f"schema id {schema_id}: {exc}") from exc
-        if buf.tell() != len(data):
-            raise DecodeError(
-                "corrupt", f"schema id {schema_id}: {len(data) - buf.tell()} trailing bytes"
-            )
         return DecodedMessage("confluent", schema, _name(schema), version, [record])
 
     def _decode_ocf(self, data: bytes) -> DecodedMessage:
@@ -286,16 +285,15 @@ class Decoder:
             budget -= len(raw)
             if count > len(raw):  # every record of a checked schema takes at least one byte
                 raise DecodeError("corrupt", f"block claims {count} records in {len(raw)} bytes")
-            rbuf = io.BytesIO(raw)
-            for _ in range(count):
-                start = rbuf.tell()
-                try:
-                    records.append(schemaless_reader(rbuf, schema, None))
-                except Exception as exc:
-                    raise DecodeError(_classify(exc), f"record {len(records)}: {exc}") from exc
-                spans.append((start, rbuf.tell(), raw))
-            if rbuf.tell() != len(raw):
-                raise DecodeError("corrupt", f"{len(raw) - rbuf.tell()} stray bytes in a block")
+            try:
+                block_records, block_spans = self.readers.get(schema).read_block(raw, count)
+            except StrayBytes as exc:
+                raise DecodeError("corrupt", f"{exc} in a block") from exc
+            except Exception as exc:
+                n = len(records) + getattr(exc, "records_read", 0)
+                raise DecodeError(_classify(exc), f"record {n}: {exc}") from exc
+            records.extend(block_records)
+            spans.extend((start, stop, raw) for start, stop in block_spans)
         if not records:
             raise DecodeError("empty", "container holds no records")
         return DecodedMessage(

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from broker.annotations import decode_annotation
+from broker.avro_records import engine_in_words
 from broker.codec import Decoder
 from broker.kafka_io import ensure_topics
 from broker.schema_store import SchemaResolver
@@ -296,7 +297,7 @@ def run_e2e(surveys: list[str], scale: float = 1.0, latency_s: float = 60.0, out
             Path(out).write_text(json.dumps(results, indent=1, default=float))
 
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-               "cores": os.cpu_count(),
+               "cores": os.cpu_count(), "avro_records": engine_in_words(),
                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "scale": scale,
                "device": _device_in_words(resolved), "surveys": {}}
     for s in surveys:

@@ -80,7 +80,8 @@ def markdown(results: dict) -> str:
              "one unmeasured read of the topic; the fastest is the one the ratio divides by. See",
              "`broker/tools/bench_e2e.py` for what each row measures.", "",
              f"Machine: {results['machine']}; filters on {results.get('device', 'cpu')}; {results['when']}; "
-             f"scale {results['scale']} (1 = 50,000 ZTF and 20,000 LSST alerts).", "",
+             f"scale {results['scale']} (1 = 50,000 ZTF and 20,000 LSST alerts); Avro records read by "
+             f"{results.get('avro_records', 'fastavro')}.", "",
              "Alerts looped from: " + "; ".join(f"{sv}: " + ", ".join(os.path.relpath(p, REPO) for p in r["sources"])
                                                for sv, r in results["surveys"].items()) + ".", "",
              "| | ZTF | LSST |", "|---|---|---|"]

@@ -72,6 +72,9 @@ def _cmd_run(args) -> int:
         pipeline = Pipeline(settings)
     except Exception as exc:  # settings, filters or clients that cannot start: one clear line
         return _fail(exc)
+    from broker.avro_records import engine_in_words
+
+    log.info("avro reader", extra={"engine": engine_in_words()})
     pipeline.install_signal_handlers()
     server = HealthServer(pipeline, settings.metrics_port).start() if settings.metrics_port else None
     try:
