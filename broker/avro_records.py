@@ -70,56 +70,51 @@ class RecordReader:
     def engine(self) -> str:
         return "fastavro" if self._cavro is None else "cavro"
 
-    def _maybe_compile(self) -> None:
-        if self._compile_at is None or self._reads <= self._compile_at:
-            return
-        self._compile_at = None  # one try: a schema cavro rejects stays with fastavro
-        try:
-            self._cavro = cavro.Schema(_plain(self.schema), _OPTIONS, parse_json=False, named_types={})
-        except Exception:
-            self._cavro = None
+    def _engine(self):
+        """Counts one read; the compiled cavro schema, or None to read with fastavro."""
+        self._reads += 1
+        if self._compile_at is not None and self._reads > self._compile_at:
+            self._compile_at = None  # one try: a schema cavro rejects stays with fastavro
+            try:
+                self._cavro = cavro.Schema(_plain(self.schema), _OPTIONS, parse_json=False, named_types={})
+            except Exception:
+                pass
+        return self._cavro
 
     def read_one(self, body: bytes) -> dict:
         """The one record ``body`` holds; :class:`StrayBytes` if it holds more bytes than that."""
-        self._reads += 1
-        if self._compile_at is not None:
-            self._maybe_compile()
-        if self._cavro is None:
+        compiled = self._engine()
+        if compiled is None:
             buf = io.BytesIO(body)
             record = fastavro.schemaless_reader(buf, self.schema, None)
             if buf.tell() != len(body):
                 raise StrayBytes(len(body) - buf.tell())
             return record
         reader = cavro.MemoryReader(body)
-        record = self._cavro.binary_read(reader)
+        record = compiled.binary_read(reader)
         _expect_end(reader)
         return record
 
     def read_block(self, raw: bytes, count: int) -> tuple[list[dict], list[tuple[int, int]]]:
         """``count`` records filling ``raw`` exactly, with each one's (start, end) in it.
 
-        An exception from the decoder carries ``records_read``: how many records came before it.
+        An exception from the decoder after some records of a block carries ``records_read``:
+        how many came before it (none where it is absent).
         """
         if count == 1:
-            try:
-                return [self.read_one(raw)], [(0, len(raw))]
-            except Exception as exc:
-                exc.records_read = 0
-                raise
-        self._reads += 1
-        if self._compile_at is not None:
-            self._maybe_compile()
+            return [self.read_one(raw)], [(0, len(raw))]
+        compiled = self._engine()
         buf = io.BytesIO(raw)
-        source = buf if self._cavro is None else cavro.FileReader(buf)
+        source = buf if compiled is None else cavro.FileReader(buf)
         records: list[dict] = []
         spans: list[tuple[int, int]] = []
         for _ in range(count):
             start = buf.tell()
             try:
-                if self._cavro is None:
+                if compiled is None:
                     records.append(fastavro.schemaless_reader(buf, self.schema, None))
                 else:
-                    records.append(self._cavro.binary_read(source))
+                    records.append(compiled.binary_read(source))
             except Exception as exc:
                 exc.records_read = len(records)
                 raise
