@@ -17,6 +17,7 @@ file object whose position is known after each record.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import fastavro
 
@@ -60,8 +61,12 @@ class RecordReader:
     only once it repeats, as a real stream's schemas do.
     """
 
-    def __init__(self, schema: dict, prefer_cavro: bool = True, compile_after: int = 1):
+    def __init__(self, schema: dict, prefer_cavro: bool = True, compile_after: int = 1,
+                 reader_schema: dict | None = None):
         self.schema = schema
+        # A projection of ``schema`` (:func:`project_arrays`): the fields it leaves out are read
+        # past, not built into Python objects. None: whole records.
+        self.reader_schema = reader_schema
         self._cavro = None
         self._reads = 0
         self._compile_at = compile_after if (cavro is not None and prefer_cavro) else None
@@ -76,7 +81,11 @@ class RecordReader:
         if self._compile_at is not None and self._reads > self._compile_at:
             self._compile_at = None  # one try: a schema cavro rejects stays with fastavro
             try:
-                self._cavro = cavro.Schema(_plain(self.schema), _OPTIONS, parse_json=False, named_types={})
+                compiled = cavro.Schema(_plain(self.schema), _OPTIONS, parse_json=False, named_types={})
+                if self.reader_schema is not None:
+                    compiled = cavro.Schema(_plain(self.reader_schema), _OPTIONS, parse_json=False,
+                                            named_types={}).reader_for_writer(compiled)
+                self._cavro = compiled
             except Exception:
                 pass
         return self._cavro
@@ -86,7 +95,7 @@ class RecordReader:
         compiled = self._engine()
         if compiled is None:
             buf = io.BytesIO(body)
-            record = fastavro.schemaless_reader(buf, self.schema, None)
+            record = fastavro.schemaless_reader(buf, self.schema, self.reader_schema)
             if buf.tell() != len(body):
                 raise StrayBytes(len(body) - buf.tell())
             return record
@@ -112,7 +121,7 @@ class RecordReader:
             start = buf.tell()
             try:
                 if compiled is None:
-                    records.append(fastavro.schemaless_reader(buf, self.schema, None))
+                    records.append(fastavro.schemaless_reader(buf, self.schema, self.reader_schema))
                 else:
                     records.append(compiled.binary_read(source))
             except Exception as exc:
@@ -135,8 +144,10 @@ def _expect_end(reader) -> None:
 class ReaderCache:
     """One :class:`RecordReader` per parsed writer schema (compiled once, however many messages)."""
 
-    def __init__(self, max_entries: int = 256, prefer_cavro: bool = True, compile_after: int = 1):
+    def __init__(self, max_entries: int = 256, prefer_cavro: bool = True, compile_after: int = 1,
+                 project: Callable[[dict], dict | None] | None = None):
         self._readers: dict[int, RecordReader] = {}
+        self._project = project  # writer schema -> reader schema (a projection) or None
         self._max = max_entries
         self._prefer_cavro, self._compile_after = prefer_cavro, compile_after
         self._last: RecordReader | None = None
@@ -149,12 +160,82 @@ class ReaderCache:
         # and each reader keeps its schema alive, so an id is never reused while cached.
         reader = self._readers.get(id(schema))
         if reader is None or reader.schema is not schema:
-            reader = RecordReader(schema, self._prefer_cavro, self._compile_after)
+            projected = self._project(schema) if self._project is not None else None
+            reader = RecordReader(schema, self._prefer_cavro, self._compile_after, projected)
             if len(self._readers) >= self._max:
                 self._readers.pop(next(iter(self._readers)))
             self._readers[id(schema)] = reader
         self._last = reader
         return reader
+
+
+def project_arrays(schema: dict, keep: dict[str, frozenset[str]]) -> dict | None:
+    """A reader schema for ``schema`` (a top-level record, fastavro's parsed form) in which the
+    records under each field named in ``keep`` (a history: an array of records, in unions or not)
+    hold only the listed fields; None where nothing would be left out, or where leaving fields out
+    could change what is read (a record type used elsewhere too, a dropped field that defines a
+    named type). Schema resolution reads the same bytes either way: a record is exactly as valid."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    used = _type_references(schema)
+    fields, changed = [], False
+    for f in schema.get("fields", ()):
+        slim = _slim(f["type"], keep[f["name"]], used) if f.get("name") in keep else None
+        fields.append(f if slim is None else {**f, "type": slim})
+        changed = changed or slim is not None
+    if not changed:
+        return None
+    try:
+        return fastavro.parse_schema(_plain({**schema, "fields": fields}), named_schemas={})
+    except Exception:  # should not happen; whole records then
+        return None
+
+
+def _slim(t, names: frozenset[str], used: set[str]):
+    """``t`` with its records' fields cut to ``names``; None if nothing changed."""
+    if isinstance(t, list):
+        slim = [_slim(b, names, used) for b in t]
+        return None if all(s is None for s in slim) else [s if s is not None else b for s, b in zip(slim, t)]
+    if not isinstance(t, dict):
+        return None
+    if t.get("type") == "array":
+        items = _slim(t["items"], names, used)
+        return None if items is None else {**t, "items": items}
+    if t.get("type") != "record" or {t.get("name"), str(t.get("name")).rsplit(".", 1)[-1]} & used:
+        return None
+    kept = [f for f in t["fields"] if f["name"] in names]
+    dropped = [f for f in t["fields"] if f["name"] not in names]
+    if not dropped or any(_defines_names(f["type"]) for f in dropped):
+        return None
+    return {**t, "fields": kept}
+
+
+def _defines_names(t) -> bool:
+    if isinstance(t, list):
+        return any(_defines_names(b) for b in t)
+    return isinstance(t, dict) and ("name" in t or _defines_names(t.get("items")) or _defines_names(t.get("values")))
+
+
+_COMPLEX = ("record", "error", "array", "map", "enum", "fixed")
+
+
+def _type_references(t, out: set[str] | None = None) -> set[str]:
+    """Every named type referred to by name (fastavro's parsed form defines a type once, then names it)."""
+    out = set() if out is None else out
+    if isinstance(t, str):
+        out.add(t)
+    elif isinstance(t, list):
+        for b in t:
+            _type_references(b, out)
+    elif isinstance(t, dict):
+        for key in ("items", "values"):
+            if key in t:
+                _type_references(t[key], out)
+        for f in t.get("fields", ()) if t.get("type") == "record" else ():
+            _type_references(f["type"], out)
+        if isinstance(t.get("type"), (dict, list)) or t.get("type") not in _COMPLEX:
+            _type_references(t["type"], out)
+    return out
 
 
 def engine_in_words() -> str:

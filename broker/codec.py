@@ -201,9 +201,12 @@ class Decoder:
         cache: SchemaCache | None = None,
         check_schema_name: Callable[[str], None] | None = None,
         readers: ReaderCache | None = None,
+        project: Callable[[dict], dict | None] | None = None,
     ):
         self.cache = cache or SchemaCache()
-        self.readers = readers or ReaderCache()  # records are read by a reader per schema
+        # Records are read by a reader per schema; ``project`` gives the reader schema for a
+        # writer schema (the fields a caller reads; see avro_records.project_arrays), or None.
+        self.readers = readers or ReaderCache(project=project)
         self._resolve_id = resolve_id
         self.limits = limits or DecodeLimits()
         # Raises DecodeError for a writer schema we will not read, before its records are

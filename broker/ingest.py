@@ -12,7 +12,7 @@ from broker.batch import NormalisedAlert
 from broker.codec import DecodeError, DecodeLimits, Decoder, TransientError, encode_container
 from broker.schema_store import RegistryClient, SchemaResolver
 from broker.settings import Settings
-from broker.surveys import check_cutouts, normalise, survey_of_schema
+from broker.surveys import check_cutouts, history_projection, normalise, survey_of_schema
 
 
 @dataclass
@@ -27,7 +27,8 @@ def build_decoder(settings: Settings) -> Decoder:
     reg, lim = settings.schema_registry, settings.limits
     registry = RegistryClient(reg.url, reg.username, reg.secret()) if reg.url else None
     limits = DecodeLimits(lim.max_message_bytes, lim.max_decompressed_bytes, lim.max_records_per_message)
-    return Decoder(SchemaResolver(registry), limits=limits, check_schema_name=survey_of_schema)
+    return Decoder(SchemaResolver(registry), limits=limits, check_schema_name=survey_of_schema,
+                   project=history_projection)
 
 
 @dataclass

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from broker.avro_records import project_arrays
 from broker.batch import NormalisedAlert
 from broker.codec import DecodeError, DecodedMessage, Decoder
 from broker.surveys import lsst, ztf
@@ -40,6 +41,17 @@ def detect_survey(record: dict, schema_name: str = "") -> str:
     if survey is not None and content != survey:
         raise DecodeError("unsupported_survey", f"writer schema {schema_name[:80]!r} holds a {content} record")
     return content
+
+
+_HISTORY_READS = ztf.HISTORY_READS | lsst.HISTORY_READS
+
+
+def history_projection(schema: dict) -> dict | None:
+    """The reader schema the pipeline decodes with: each history point keeps only the fields
+    the adapters read (a ZTF prv_candidate has ~100, of which 8 make a light-curve point), and
+    the decoder reads past the rest instead of building them. The triggering detection stays
+    whole: its fields are the batch's columns. None: whole records."""
+    return project_arrays(schema, _HISTORY_READS)
 
 
 _HISTORY_FIELDS = ("prv_candidates", "fp_hists", "prvDiaSources", "prvDiaForcedSources", "prvDiaNondetectionLimits")

@@ -8,6 +8,17 @@ from broker.codec import DecodeError, DecodedMessage, schema_version_of
 from broker.surveys.columns import lsst_version_by_fields
 
 
+_TIMES, _BANDS = ("midpointMjdTai", "midPointTai", "midpointMjd"), ("band", "filterName")
+_POINT = frozenset(_TIMES + _BANDS + ("psfFlux", "psFlux", "psfFluxErr", "psFluxErr", "scienceFlux"))
+# The fields of a history point that normalise() reads; the decoder reads past the others.
+# prvDiaSources usually shares the diaSource type, which stays whole (project_arrays sees to it).
+HISTORY_READS = {
+    "prvDiaSources": _POINT,
+    "prvDiaForcedSources": _POINT,
+    "prvDiaNondetectionLimits": frozenset(_TIMES + _BANDS + ("diaNoise", "psfFluxErr")),
+}
+
+
 def _first(d: dict, *names):
     for n in names:
         v = d.get(n)
@@ -17,11 +28,11 @@ def _first(d: dict, *names):
 
 
 def _time(p: dict):
-    return _first(p, "midpointMjdTai", "midPointTai", "midpointMjd")
+    return _first(p, *_TIMES)
 
 
 def _band(p: dict):
-    return _first(p, "band", "filterName")
+    return _first(p, *_BANDS)
 
 
 def _float(v) -> float:

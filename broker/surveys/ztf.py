@@ -9,6 +9,11 @@ from broker.codec import DecodeError, DecodedMessage
 FID_BAND = {1: "g", 2: "r", 3: "i"}
 JD_TO_MJD = 2400000.5
 _POSITIVE = {"t", "1", "true"}
+# The fields of a history point that normalise() reads; the decoder reads past the others.
+HISTORY_READS = {
+    "prv_candidates": frozenset(("jd", "magpsf", "diffmaglim", "isdiffpos", "sigmapsf", "fid", "magnr", "distnr")),
+    "fp_hists": frozenset(("jd", "forcediffimflux", "forcediffimfluxunc", "magzpsci", "fid")),
+}
 
 
 def _sign(isdiffpos) -> float:
