@@ -54,9 +54,26 @@ class LoadedFilter:
     last_reason: str = "error"
 
 
+def limit_compute_threads(threads: int) -> None:
+    """Caps the thread pools of the numeric libraries loaded (torch's, OpenMP's, BLAS's, numba's)
+    at ``threads`` for work started from the calling thread (OpenMP's and numba's counts are
+    per thread): idle pool threads spin-wait, and where the other cores decode they take CPU
+    the decoding needs."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    threadpool_limits(threads)  # OpenBLAS and libgomp (XGBoost, torch), as loaded now
+    if "numba" in sys.modules:
+        numba = sys.modules["numba"]
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
 class FilterRunner:
     def __init__(self, names: list[str], device: str = "cpu",
-                 options: dict[str, dict] | None = None, deadline_s: float = 60.0):
+                 options: dict[str, dict] | None = None, deadline_s: float = 60.0, threads: int | None = None):
         available = discover()
         unknown = [n for n in names if n not in available]
         if unknown:
@@ -66,11 +83,18 @@ class FilterRunner:
         for name in names:
             impl = available[name]()
             check_fields(impl)
-            impl.setup(FilterContext(device=device, options=(options or {}).get(name, {})))
+            impl.setup(FilterContext(device=device, options=(options or {}).get(name, {}), threads=threads))
             metrics.FILTER_INFO.labels(filter=name).info({"version": impl.version, "device": device})
-            executor = ThreadPoolExecutor(1, thread_name_prefix=f"filter-{name}")
+            # OpenMP's thread count is per calling thread: the filter's own thread sets its cap.
+            executor = ThreadPoolExecutor(1, thread_name_prefix=f"filter-{name}",
+                                          initializer=limit_compute_threads if threads else None,
+                                          initargs=(threads,) if threads else ())
             self.filters.append(LoadedFilter(name, impl.version, impl, executor=executor))
             log.info("filter loaded", extra={"filter": name, "version": impl.version, "device": device})
+
+        if threads is not None:
+            limit_compute_threads(threads)
+            log.info("compute threads", extra={"threads": threads})
 
     def run(self, batch: AlertBatch, heartbeat=lambda: None) -> dict[str, FilterResult]:
         """Every filter's result; ``heartbeat`` is called after each filter (liveness)."""

@@ -62,7 +62,7 @@ class Pipeline:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.filters = FilterRunner(settings.enabled_filters(), settings.resolved_device(), settings.filter_options,
-                                    deadline_s=settings.timeouts.filter_s)
+                                    deadline_s=settings.timeouts.filter_s, threads=settings.resolved_compute_threads())
         self.decoding = DecodePool(settings, settings.batch.decode_workers,
                                    keep_cutouts=any(f.impl.cutouts for f in self.filters.filters))
         self.decoder = self.decoding.decoder

@@ -26,6 +26,9 @@ class FilterContext:
     device: str = "cpu"  # "cpu" or "cuda"
     options: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None  # overrides the filter's packaged artifacts
+    # CPU threads the runtime allows a filter's own thread pools (XGBoost's nthread); None: the
+    # filter's choice. torch, BLAS and numba pools the runtime caps itself.
+    threads: int | None = None
 
 
 @dataclass

@@ -27,7 +27,7 @@ class _Model:
     """XGBoost boosters (several when bagged over seeds: their probabilities are averaged) with
     their isotonic calibration and training reference, loaded once."""
 
-    def __init__(self, directory: Path, stem: str, names: list[str], device: str):
+    def __init__(self, directory: Path, stem: str, names: list[str], device: str, threads: int | None = None):
         import xgboost as xgb
 
         self.names = names
@@ -38,7 +38,7 @@ class _Model:
         for f in files:
             booster = xgb.Booster()
             booster.load_model(f)
-            booster.set_param({"device": "cuda" if device == "cuda" else "cpu", "nthread": 2})
+            booster.set_param({"device": "cuda" if device == "cuda" else "cpu", "nthread": threads or 2})
             self.boosters.append(booster)
         self.calibration = json.loads((directory / f"{stem}_calibration.json").read_text())
         self.drift = DriftMonitor(json.loads((directory / f"{stem}_reference.json").read_text()))
@@ -75,9 +75,9 @@ class BadampFilter(Filter):
         super().setup(context)
         directory = Path(context.model_dir or context.options.get("model_dir") or ARTIFACTS)
         self.threshold = float(context.options.get("threshold", 0.5))
-        self.channel = {s: _Model(directory, f"channel_{s}", detection_feature_names(s), context.device)
-                        for s in SURVEYS}
-        self.object = _Model(directory, "object", snad_feature_names(), context.device)
+        self.channel = {s: _Model(directory, f"channel_{s}", detection_feature_names(s), context.device,
+                                  context.threads) for s in SURVEYS}
+        self.object = _Model(directory, "object", snad_feature_names(), context.device, context.threads)
 
     def score(self, batch: AlertBatch) -> FilterResult:
         result = FilterResult.empty(batch.n)
