@@ -8,6 +8,10 @@ writer schema, and with fastavro otherwise (a schema cavro rejects, a platform w
 ``RecordReader.engine`` says which. ``tests/unit/test_avro_records.py`` holds the two to the same
 records on every real alert and the same verdicts on corrupted ones.
 
+A caller may read through a projection (:func:`project_arrays`, ``ReaderCache(project=...)``):
+a reader schema that leaves out fields nobody reads, which both libraries then read past
+without building them (the pipeline's: history points cut to the fields of a light-curve point).
+
 cavro's in-memory reader does not say where a record ended, and a record followed by stray bytes
 is corrupt (a flipped length prefix often shows only that way). After a message's last record
 one more byte is asked for: the read must fail at the end of the data. Where each record's
@@ -174,7 +178,9 @@ def project_arrays(schema: dict, keep: dict[str, frozenset[str]]) -> dict | None
     records under each field named in ``keep`` (a history: an array of records, in unions or not)
     hold only the listed fields; None where nothing would be left out, or where leaving fields out
     could change what is read (a record type used elsewhere too, a dropped field that defines a
-    named type). Schema resolution reads the same bytes either way: a record is exactly as valid."""
+    named type). Schema resolution still reads every byte of a record, so a damaged one fails as
+    before; only the skipped values are never built (and fastavro does not check the UTF-8 of the
+    text it skips, where cavro does)."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
         return None
     used = _type_references(schema)
@@ -233,7 +239,7 @@ def _type_references(t, out: set[str] | None = None) -> set[str]:
                 _type_references(t[key], out)
         for f in t.get("fields", ()) if t.get("type") == "record" else ():
             _type_references(f["type"], out)
-        if isinstance(t.get("type"), (dict, list)) or t.get("type") not in _COMPLEX:
+        if "type" in t and (isinstance(t["type"], (dict, list)) or t["type"] not in _COMPLEX):
             _type_references(t["type"], out)
     return out
 
