@@ -56,3 +56,17 @@ def test_a_hanging_call_times_out_and_the_stream_goes_on(faulty, sample_batch):
     runner.filters[0].hung.result(timeout=10)
     clean = runner.run(sample_batch.subset(good[:5]))["hangs"]
     assert np.isfinite(clean.score).all()
+
+
+def test_a_filters_thread_runs_with_the_compute_threads_the_runtime_allows():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    runner = FilterRunner(["anomaly", "badamp"], "cpu", threads=1)
+
+    def pools():  # OpenMP's count is per thread: read in the filter's own thread
+        return torch.get_num_threads(), {(p["internal_api"], p["num_threads"]) for p in threadpool_info()}
+
+    for f in runner.filters:
+        torch_threads, found = f.executor.submit(pools).result()
+        assert torch_threads == 1 and found and all(n == 1 for _, n in found), found

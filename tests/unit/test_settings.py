@@ -83,3 +83,29 @@ def test_unreachable_bootstrap_is_one_line_not_a_flood(tmp_path):
         "alert-broker: kafka.bootstrap 127.0.0.1:1: no answer within 3s (Failed to get metadata: "
         "Local: Broker transport failure)"]
     assert len(run.stderr.splitlines()) < 15, run.stderr  # librdkafka's retries deduplicated
+
+
+def test_compute_threads_default_to_the_cores_the_decode_workers_leave(monkeypatch):
+    from broker import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "usable_cores", lambda: 8)
+    assert Settings.load(None).resolved_compute_threads() == 7  # one decode worker by default
+    assert Settings.load(None, batch={"decode_workers": 0}).resolved_compute_threads() == 8
+    assert Settings.load(None, batch={"decode_workers": 12}).resolved_compute_threads() == 1
+    assert Settings.load(None, compute_threads=3).resolved_compute_threads() == 3
+
+
+def test_usable_cores_reads_a_cgroup_quota(monkeypatch, tmp_path):
+    import os
+
+    from broker import settings as settings_module
+
+    assert 1 <= settings_module.usable_cores() <= (os.cpu_count() or 1)
+    real_path = settings_module.Path
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(settings_module, "Path", lambda p: quota if p == "/sys/fs/cgroup/cpu.max" else real_path(p))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    quota.write_text("150000 100000\n")  # a Kubernetes limit of 1.5 CPUs
+    assert settings_module.usable_cores() == 1
+    quota.write_text("max 100000\n")
+    assert settings_module.usable_cores() == 16
