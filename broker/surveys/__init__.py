@@ -54,7 +54,7 @@ def history_projection(schema: dict) -> dict | None:
     return project_arrays(schema, _HISTORY_READS)
 
 
-_HISTORY_FIELDS = ("prv_candidates", "fp_hists", "prvDiaSources", "prvDiaForcedSources", "prvDiaNondetectionLimits")
+_HISTORY_FIELDS = tuple(_HISTORY_READS)  # every list of history points the adapters read
 
 
 def normalise(record: dict, message: DecodedMessage, max_history: int | None = None) -> NormalisedAlert:

@@ -72,19 +72,15 @@ def test_the_pipelines_decoder_projects_ztf_histories():
     assert len(msg.records[0]["candidate"]) > 50  # the triggering detection stays whole
 
 
-def _schema(point_type, extra_fields=()):
-    return fastavro.parse_schema({"type": "record", "name": "a", "fields": [
-        {"name": "det", "type": point_type},
-        {"name": "hist", "type": ["null", {"type": "array", "items": "p" if isinstance(point_type, dict) else point_type}]},
-        *extra_fields]}, named_schemas={})
-
-
 POINT = {"type": "record", "name": "p", "fields": [
     {"name": "t", "type": "double"}, {"name": "x", "type": ["null", "string"]}, {"name": "y", "type": "long"}]}
 
 
 def test_a_point_type_shared_with_the_detection_stays_whole():
-    assert project_arrays(_schema(POINT), {"hist": frozenset({"t"})}) is None
+    schema = fastavro.parse_schema({"type": "record", "name": "a", "fields": [
+        {"name": "det", "type": POINT}, {"name": "hist", "type": ["null", {"type": "array", "items": "p"}]}]},
+        named_schemas={})
+    assert project_arrays(schema, {"hist": frozenset({"t"})}) is None
 
 
 def test_a_history_of_its_own_type_keeps_only_what_is_read():
