@@ -31,6 +31,39 @@ def test_ztf_units_and_history(decoder):
     assert np.all(np.isnan(fluxes[kinds == UPPER_LIMIT])) and np.all(np.isfinite(fluxes[kinds == DETECTION]))
 
 
+def test_ztf_history_loop_matches_the_per_point_rules():
+    """ztf._add_history inlines _point_flux, _ref_flux and add_point for speed: on the odd
+    values real packets carry (sentinel magnitudes, upper limits, negative or missing errors,
+    spelled-out signs, far or absent reference sources, missing times) it gives the same points,
+    bit for bit, as those rules applied one point at a time."""
+    from broker.batch import NormalisedAlert
+    from broker.surveys import ztf
+
+    points = [
+        {"jd": 2459000.5, "magpsf": 18.2, "sigmapsf": 0.05, "isdiffpos": "t", "fid": 1, "magnr": 16.0, "distnr": 0.4},
+        {"jd": 2459001.5, "magpsf": 19.0, "sigmapsf": 0.1, "isdiffpos": "0", "fid": 2, "magnr": 16.0, "distnr": 2.0},
+        {"jd": 2459002.5, "magpsf": None, "diffmaglim": 20.5, "fid": 3},
+        {"jd": 2459003.5, "magpsf": None, "diffmaglim": None, "fid": 4},
+        {"jd": 2459004.5, "magpsf": 99.0, "sigmapsf": 0.1, "isdiffpos": "TRUE", "fid": 1},
+        {"jd": 2459005.5, "magpsf": 17.0, "sigmapsf": -1.0, "isdiffpos": None, "fid": None, "magnr": -99.0, "distnr": 0.1},
+        {"jd": 2459006.5, "magpsf": 17.0, "sigmapsf": None, "isdiffpos": "f", "fid": 2, "magnr": None, "distnr": 0.1},
+        {"jd": float("inf"), "magpsf": 17.0}, {"jd": None, "magpsf": 17.0}, {"magpsf": 17.0},
+        {"jd": 2459007, "magpsf": float("nan"), "sigmapsf": 0.1, "isdiffpos": "1", "fid": 1},
+    ]
+    fast = NormalisedAlert("ztf", "o", 1, "3.3", {}, "g")
+    ztf._add_history(fast, points)
+    slow = NormalisedAlert("ztf", "o", 1, "3.3", {}, "g")
+    for p in points:
+        if p.get("jd") is not None:
+            flux, err, kind = ztf._point_flux(p)
+            slow.add_point(p["jd"] - ztf.JD_TO_MJD, flux, err, ztf.FID_BAND.get(p.get("fid")), kind, ztf._ref_flux(p))
+    assert len(fast.lc_time) == 8
+    for name in ("lc_time", "lc_flux", "lc_flux_err", "lc_band", "lc_kind", "lc_ref_flux"):
+        a, b = getattr(fast, name), getattr(slow, name)
+        assert [type(v) for v in a] == [type(v) for v in b], name
+        assert np.array_equal(np.array(a, float), np.array(b, float), equal_nan=True), name
+
+
 def test_ztf_cutouts_stay_compressed_until_asked(decoder, sample_batch):
     (alert,), _ = _one(decoder, "ztf", "ztf-avro-alert", "v3.3", "472263571115115000.avro")
     assert alert.cutouts["Science"][:2] == b"\x1f\x8b"
