@@ -41,7 +41,7 @@ def encode_annotation(record: dict, schema_id: int = ANNOTATION_SCHEMA_ID) -> by
     out = bytearray(b"\x00")
     out += schema_id.to_bytes(4, "big")
     _string(record["survey"], out)
-    _string(record["object_id"], out)
+    _string(record["object_id"], out, repeats=False)
     _long(record["alert_id"], out)
     _string(record["schema_version"], out)
     _string(record["source_topic"], out)
@@ -89,12 +89,25 @@ def _long(n: int, out: bytearray, limit: int = _LONG_MAX) -> None:
     out.append(n)
 
 
-def _string(s: str, out: bytearray) -> None:
-    if not isinstance(s, str):
-        raise TypeError(f"{s!r} is not a string")
-    b = s.encode()
-    _long(len(b), out)
-    out += b
+def _string(s: str, out: bytearray, repeats: bool = True) -> None:
+    encoded = _ENCODED.get(s) if repeats and type(s) is str else None
+    if encoded is None:
+        if not isinstance(s, str):
+            raise TypeError(f"{s!r} is not a string")
+        b = s.encode()
+        head = bytearray()
+        _long(len(b), head)
+        encoded = bytes(head) + b
+        if repeats and len(_ENCODED) < _ENCODED_MAX and len(b) <= 64:
+            _ENCODED[s] = encoded
+    out += encoded
+
+
+# Most of an annotation's strings repeat alert after alert (filter names and versions, detail
+# keys, reasons, the survey, the topic): each is encoded once, up to a bound (object ids, which
+# do not repeat, are not kept).
+_ENCODED: dict[str, bytes] = {}
+_ENCODED_MAX = 4096
 
 
 def _double(v: float, out: bytearray) -> None:

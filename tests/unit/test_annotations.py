@@ -150,3 +150,16 @@ def test_annotation_encoder_refuses_what_the_schema_refuses(field, value):
         _fastavro_annotation(record)
     with pytest.raises((TypeError, ValueError, AttributeError)):
         encode_annotation(record)
+
+
+def test_annotation_string_cache_stays_bounded_and_skips_object_ids():
+    """Repeated strings are encoded once; object ids never enter the cache, and past its bound
+    strings are encoded each time, to the same bytes."""
+    from broker import annotations
+
+    for k in range(annotations._ENCODED_MAX + 50):
+        record = {**_ann(), "object_id": f"ZTF{k:09d}",
+                  "filters": {"q": {"score": None, "version": "1", "reason": f"why {k}", "details": {}}}}
+        assert encode_annotation(record) == _fastavro_annotation(record)
+    assert len(annotations._ENCODED) <= annotations._ENCODED_MAX
+    assert not any(s.startswith("ZTF0") for s in annotations._ENCODED)
