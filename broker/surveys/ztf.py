@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import math
 
-from broker.batch import BAND_CODE, DETECTION, FORCED, NJY_ZEROPOINT_MAG, UPPER_LIMIT, NormalisedAlert, mag_to_njy, \
-    numeric_fields
+from broker.batch import BAND_CODE, DETECTION, FORCED, UPPER_LIMIT, NormalisedAlert, mag_to_njy, numeric_fields
 from broker.codec import DecodeError, DecodedMessage
 
 FID_BAND = {1: "g", 2: "r", 3: "i"}
@@ -85,11 +84,12 @@ def normalise(rec: dict, message: DecodedMessage) -> NormalisedAlert:
 def _add_history(alert: NormalisedAlert, points) -> None:
     """prv_candidates as light-curve points: what _point_flux, _ref_flux and
     NormalisedAlert.add_point do, in one loop (it runs for every point of every alert, ~30 per
-    ZTF alert, in the decode worker, which bounds the pipeline's rate; calls cost there)."""
+    ZTF alert, in the decode worker, which bounds the pipeline's rate; calls cost there).
+    Magnitudes still go through mag_to_njy: its sentinel rule lives in one place, and inlining
+    it saved ~0.3 us per message."""
     times, fluxes, errs, bands, kinds, refs = (alert.lc_time, alert.lc_flux, alert.lc_flux_err, alert.lc_band,
                                                alert.lc_kind, alert.lc_ref_flux)
-    nan, isfinite, sign_of, fid_code, zp, ln10 = (math.nan, math.isfinite, _SIGN.get, _FID_CODE.get,
-                                                  NJY_ZEROPOINT_MAG, _LN10)
+    nan, isfinite, sign_of, fid_code, ln10 = math.nan, math.isfinite, _SIGN.get, _FID_CODE.get, _LN10
     for p in points:
         jd = p.get("jd")
         if jd is None:
@@ -104,7 +104,7 @@ def _add_history(alert: NormalisedAlert, points) -> None:
         else:
             isdiffpos = p.get("isdiffpos")
             sign = sign_of(isdiffpos) if isinstance(isdiffpos, str) else None
-            flux = (sign or _sign(isdiffpos)) * (float(10.0 ** (-0.4 * (mag - zp))) if -10.0 < mag < 60.0 else nan)
+            flux = (sign or _sign(isdiffpos)) * mag_to_njy(mag)
             sig = p.get("sigmapsf")
             err = abs(flux) * ln10 / 2.5 * sig if sig is not None else nan
             kind = DETECTION
