@@ -221,3 +221,26 @@ def sort_consumed(consumed: list) -> tuple[list, list[tuple[tuple[str, int], int
         else:
             log.warning("consumer error", extra={"error": str(err)})
     return messages, ends
+
+
+def leave_group(consumer: Consumer, still_assigned: Callable[[], bool], within_s: float,
+                settle_s: float = 0.2) -> None:
+    """Unsubscribe and serve the revocation with our own polls, before ``close()``.
+
+    Left to ``close()``, the revocation's unassign can wait forever when a rebalance is under
+    way (librdkafka #4884, open), and confluent-kafka makes that call holding the GIL: a CI run
+    of 2026-12-07 left a pipeline stopping beside another of its group stuck there for 20
+    minutes. Made here, outside close, the unassign is answered, and close has nothing left to
+    unassign (the workaround given in librdkafka #4527). ``still_assigned``: whether the
+    pipeline's revoke callback has yet to run; messages polled meanwhile are dropped
+    uncommitted (the next owner reads them)."""
+    try:
+        consumer.unsubscribe()
+        start = time.monotonic()
+        while time.monotonic() - start < within_s:
+            consumer.consume(100, 0.05)  # serves the callbacks: a late assignment, then the revocation
+            if not still_assigned() and time.monotonic() - start >= settle_s:
+                return
+        log.warning("partitions still assigned when closing the consumer", extra={"waited_s": within_s})
+    except KafkaException as exc:  # close() does what it can
+        log.warning("leaving the group before close failed", extra={"error": str(exc)})

@@ -33,8 +33,8 @@ from broker.filter_runner import FilterRunner
 from broker.decode_pool import DecodePool, PendingDecode
 from broker.ingest import Decoded
 from broker.lag import publish_lag, unread
-from broker.kafka_io import (PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, make_consumer, make_producer,
-                             sort_consumed)
+from broker.kafka_io import (PER_MESSAGE_ERRORS, DeliveryTimeout, DeliveryTracker, leave_group, make_consumer,
+                             make_producer, sort_consumed)
 from broker.outputs import OutputBuilder, RunSummary
 from broker.schema_store import RegistryRefused
 from broker.settings import Settings
@@ -266,7 +266,8 @@ class Pipeline:
         def steps() -> None:
             self.decoding.close()
             self.producer.flush(min(5.0, self.settings.shutdown_deadline_s))
-            self.consumer.close()  # leaves the group so partitions move on at once
+            leave_group(self.consumer, lambda: bool(self._assigned), min(5.0, self.settings.shutdown_deadline_s / 3))
+            self.consumer.close()  # partitions move on at once
 
         self.shutdown.close(steps)
 

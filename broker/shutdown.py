@@ -7,13 +7,21 @@ decoders stopped, producer flushed, consumer group left. Two things bound it:
 * the close: leaving the group can wait on a rebalance the broker is slow to finish (seen
   once in CI: an idle pipeline that had committed everything did not exit in 180 s). Past
   the deadline the process goes on without it and the group expires the member.
+Both are Python timers, and a Python timer needs the GIL. A C call that blocks holding it
+(confluent-kafka's rebalance callback waiting on librdkafka, #4884: a CI run of 2026-12-07
+left a pipeline in it for 20 minutes) would stop them too, so each is backed by one that
+needs no GIL (``faulthandler``'s watchdog thread): ``BACKSTOP_GRACE_S`` after the deadline
+it writes every thread's stack to stderr and ends the process with status 1.
 """
 from __future__ import annotations
 
 import ctypes
+import faulthandler
+import io
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Callable
@@ -22,6 +30,7 @@ log = logging.getLogger(__name__)
 
 EXIT_ABANDONED = 4  # shutdown deadline passed mid-batch: nothing committed for it
 PR_SET_PDEATHSIG = 1
+BACKSTOP_GRACE_S = 5.0  # the GIL-free exit comes this long after a Python timer's
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -52,6 +61,7 @@ class Shutdown:
         self._abandon_timer = threading.Timer(self.deadline_s, self._abandon)
         self._abandon_timer.daemon = True
         self._abandon_timer.start()
+        backstop(self.deadline_s + BACKSTOP_GRACE_S)
 
     @staticmethod
     def _abandon() -> None:
@@ -67,8 +77,12 @@ class Shutdown:
             self._abandon_timer.cancel()
         left = self.deadline_s if self._by is None else self._by - time.monotonic()
         closing = threading.Thread(target=steps, name="close", daemon=True)
+        backstop(max(1.0, left) + BACKSTOP_GRACE_S)  # first: once started, the steps may keep the GIL
         closing.start()
-        closing.join(max(1.0, left))
+        try:
+            closing.join(max(1.0, left))
+        finally:  # the main thread runs again: the Python deadlines hold from here
+            faulthandler.cancel_dump_traceback_later()
         self.closed_cleanly = not closing.is_alive()
         if not self.closed_cleanly:
             log.warning("closing took longer than the shutdown deadline; exiting without it",
@@ -89,4 +103,17 @@ class Shutdown:
         watchdog = threading.Timer(self.deadline_s, exit_now)
         watchdog.daemon = True
         watchdog.start()
+        backstop(self.deadline_s + BACKSTOP_GRACE_S)
         return code
+
+
+def backstop(seconds: float) -> None:
+    """End the process ``seconds`` from now, stacks to stderr, whatever holds the GIL then;
+    the next call (or ``faulthandler.cancel_dump_traceback_later``) replaces it."""
+    stream = sys.__stderr__
+    if stream is None:  # no stderr to write the stacks to (pythonw)
+        return
+    try:
+        faulthandler.dump_traceback_later(seconds, exit=True, file=stream)
+    except (ValueError, OSError, io.UnsupportedOperation):  # a stderr without a file descriptor
+        pass

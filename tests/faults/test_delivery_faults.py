@@ -207,3 +207,34 @@ def test_a_close_that_hangs_ends_at_the_shutdown_deadline(kafka, monkeypatch):
         assert line.lost == 0 and line.duplicates == 0
     finally:
         release.set()
+
+
+def test_the_consumer_is_closed_with_nothing_left_to_unassign(kafka, monkeypatch):
+    """librdkafka can wait forever for the unassign a close makes while a rebalance is under
+    way (librdkafka #4884), holding the GIL through confluent-kafka's callback: a pipeline stopping
+    beside another of its group hung there for 20 minutes in CI (2026-12-07). The pipeline
+    unsubscribes and serves the revocation itself first, so close() finds nothing assigned."""
+    from confluent_kafka import Consumer
+
+    from broker import pipeline as pipeline_module
+    from broker.kafka_io import consumer_config
+    from broker.settings import Settings
+
+    at_close: list = []
+
+    class RecordingConsumer(Consumer):
+        def close(self):
+            at_close.append(self.assignment())
+            return super().close()
+
+    monkeypatch.setattr(pipeline_module, "make_consumer", lambda *a, **k: RecordingConsumer(consumer_config(*a, **k)))
+    topic, ann, dlq, group = names("f.leave")
+    sent = feed(kafka.bootstrap, topic, 2)
+    settings = Settings.load(None, kafka={"bootstrap": kafka.bootstrap}, input_topics=[topic], group_id=group,
+                             annotations_topic=ann, dlq_topic=dlq, filters=["quality"], exit_when_idle_s=2.0)
+    pipeline = pipeline_module.Pipeline(settings)
+    summary = pipeline.run()
+    assert summary.consumed == sent and pipeline.shutdown.closed_cleanly
+    assert at_close == [[]] and not pipeline.assigned
+    line, _, _ = ledger("closed with nothing assigned", kafka.bootstrap, topic, ann, dlq)
+    assert line.lost == 0 and line.duplicates == 0

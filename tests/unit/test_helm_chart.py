@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from broker.settings import Settings
+from broker.shutdown import BACKSTOP_GRACE_S
 from tests.conftest import REPO
 
 helm = pytest.importorskip("helm_python")
@@ -65,7 +66,8 @@ def test_config_map_is_a_valid_settings_file_without_secrets(tmp_path):
     env = {e["name"]: e for e in c["env"]}
     assert env["ALERT_BROKER__KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "rubin-credentials"
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1 and pod["nodeSelector"]
-    assert pod["terminationGracePeriodSeconds"] > s.shutdown_deadline_s
+    # Kubernetes kills after the GIL-free backstop (broker/shutdown.py) had its chance to log the stacks.
+    assert pod["terminationGracePeriodSeconds"] > s.shutdown_deadline_s + BACKSTOP_GRACE_S
     assert {p["httpGet"]["path"] for p in (c["livenessProbe"], c["readinessProbe"])} == {"/healthz", "/readyz"}
 
 
