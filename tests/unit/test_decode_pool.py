@@ -173,7 +173,6 @@ def test_a_segment_a_worker_cannot_open_costs_a_pass_through_the_pipe(batch):
         pool.close()
 
 
-
 _KILLED_PARENT = """
 import json, sys, time
 from broker.decode_pool import DecodePool

@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from broker.shutdown import BACKSTOP_GRACE_S
+from tests.conftest import REPO
 
 # A close step that blocks in C holding the GIL, as confluent-kafka's rebalance callback did
 # when librdkafka never answered its unassign (#4884): ctypes.PyDLL calls keep the GIL, so no
@@ -29,8 +29,6 @@ def _run(code: str, timeout: float) -> tuple[subprocess.CompletedProcess, float]
 
 
 def test_a_close_that_hangs_holding_the_gil_still_ends_the_process_past_the_deadline():
-    from broker.shutdown import BACKSTOP_GRACE_S
-
     run, took = _run(HANGING_CLOSE.format(deadline=1.0), timeout=60)
     assert run.returncode == 1 and "returned" not in run.stdout
     assert took < 1.0 + BACKSTOP_GRACE_S + 20  # the interpreter's start-up on a busy machine
