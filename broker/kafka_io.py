@@ -73,6 +73,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **extra) -> dict:
             "session.timeout.ms": kafka.session_timeout_ms,
             "heartbeat.interval.ms": max(100, kafka.session_timeout_ms // 10),
             "fetch.message.max.bytes": 20_000_000,
+            "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
             # Prefetch room for about a batch of the largest alerts: librdkafka's default 64 MB
             # holds ~480 LSST alerts with stamps (136 KB), less than one 500-alert batch, and
             # the fetcher then waits on the pipeline (bench, in-process decode: 650 -> 1,100

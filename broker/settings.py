@@ -50,6 +50,11 @@ class KafkaSettings(_Section):
     sasl_password_file: str | None = None
     ssl_ca_location: str | None = None
     session_timeout_ms: int = 10_000
+    # The longest a fetch may wait at the broker for new messages. Apache Kafka answers as soon
+    # as one arrives, so this only sets how often an idle consumer asks; Tansu answers after
+    # about half of it whatever arrived (librdkafka's 500: 0.13 s median delivery, 50: 0.01 s),
+    # and at 256 LSST alerts/s the pipeline's p99 went 1.02 -> 0.80-0.87 s (bench e2e's load).
+    fetch_wait_max_ms: int = Field(50, ge=1, le=10_000)
     # Passed through to librdkafka unchanged (consumer and producer), for what is not above.
     consumer_extra: dict[str, Any] = Field(default_factory=dict)
     producer_extra: dict[str, Any] = Field(default_factory=dict)

@@ -109,3 +109,13 @@ def test_usable_cores_reads_a_cgroup_quota(monkeypatch, tmp_path):
     assert settings_module.usable_cores() == 1
     quota.write_text("max 100000\n")
     assert settings_module.usable_cores() == 16
+
+
+def test_fetch_wait_reaches_the_consumer_and_consumer_extra_still_wins(monkeypatch):
+    from broker.kafka_io import consumer_config
+
+    assert consumer_config(Settings.load(None).kafka, "g")["fetch.wait.max.ms"] == 50
+    monkeypatch.setenv("ALERT_BROKER__KAFKA__FETCH_WAIT_MAX_MS", "200")
+    assert consumer_config(Settings.load(None).kafka, "g")["fetch.wait.max.ms"] == 200
+    s = Settings.load(None, kafka={"consumer_extra": {"fetch.wait.max.ms": 500}})
+    assert consumer_config(s.kafka, "g")["fetch.wait.max.ms"] == 500
