@@ -112,31 +112,35 @@ def run_bench(device: str = "cpu", out: str | None = None) -> dict:
 HISTORY_TEMPLATE = SAMPLES / "ztf" / "ztf-avro-alert" / "v2.0" / "472263571115095000.avro"
 
 
-def history_alert(points: int, seed: int = 0) -> bytes:
+def history_alert(points: int, seed: int = 0, span_days: float | None = None) -> bytes:
     """A real ZTF alert whose history is stretched to ``points`` detections (its own detections
-    repeated one night apart, magnitudes jittered), re-encoded with its own schema."""
+    repeated, magnitudes jittered), re-encoded with its own schema. The points are one night
+    apart, or spread evenly over the ``span_days`` before the alert when given."""
     import fastavro
 
     reader = fastavro.reader(io.BytesIO(HISTORY_TEMPLATE.read_bytes()))
     schema, record = reader.writer_schema, next(reader)
     detections = [c for c in record["prv_candidates"] if c.get("magpsf") is not None]
     rng = np.random.default_rng(seed)
-    jd0 = record["candidate"]["jd"] - points
+    step = 1.0 if span_days is None else span_days / points
+    jd0 = record["candidate"]["jd"] - points * step
     history = []
     for k in range(points):
         c = dict(detections[k % len(detections)])
-        c.update(jd=jd0 + k + rng.uniform(0.1, 0.4), magpsf=c["magpsf"] + rng.normal(0, 0.05))
+        c.update(jd=jd0 + (k + rng.uniform(0.1, 0.4)) * step, magpsf=c["magpsf"] + rng.normal(0, 0.05))
         history.append(c)
     buf = io.BytesIO()
     fastavro.writer(buf, schema, [dict(record, prv_candidates=history)])
     return buf.getvalue()
 
 
-def bench_history_length(lengths=(10, 100, 1000, 10000), alerts: int = 8, device: str = "cpu") -> dict:
-    """Each filter's cost per alert against the length of the alert's history."""
+def bench_history_length(lengths=(10, 100, 1000, 10000), alerts: int = 8, device: str = "cpu",
+                         span_days: float | None = None) -> dict:
+    """Each filter's cost per alert against the length of the alert's history: one point a
+    night, or the points spread over ``span_days`` (see :func:`history_alert`)."""
     from filters.base import FilterContext, discover
 
-    batches = {n: AlertBatch(decode_alerts([history_alert(n, seed=i) for i in range(alerts)],
+    batches = {n: AlertBatch(decode_alerts([history_alert(n, seed=i, span_days=span_days) for i in range(alerts)],
                                            Decoder(SchemaResolver()))) for n in lengths}
     out = {}
     for name, cls in sorted(discover().items()):
