@@ -92,6 +92,13 @@ def load_producer(bootstrap: str):
                      "log.connection.close": False})
 
 
+def offer_load(bootstrap: str, paths: list[str], topic: str, n: int, rate: float | None = None) -> int:
+    """At least ``n`` alerts looped from ``paths`` into a running pipeline's ``topic`` by the load
+    generator's producer, at ``rate`` per second (None: as fast as it can); how many were sent."""
+    return replay(paths, bootstrap, topic, Decoder(SchemaResolver()), rate=rate, loop=loops_for(paths, n),
+                  progress=False, producer=load_producer(bootstrap))
+
+
 def drop_topics(bootstrap: str, topic: str) -> None:
     """Delete an input topic and its pipelines' outputs once measured: the embedded broker
     keeps every message in memory (a scale-1 run once grew it past 22 GB and the kernel
@@ -170,8 +177,7 @@ def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: 
     generator's (this process: the producer and its librdkafka threads)."""
     run = joined_pipeline(bootstrap, tag, env)
     start, load_cpu = time.time(), time.process_time()
-    replay(paths, bootstrap, run.topic, Decoder(SchemaResolver()), rate=rate,
-           loop=loops_for(paths, int(rate * seconds)), progress=False, producer=load_producer(bootstrap))
+    offer_load(bootstrap, paths, run.topic, int(rate * seconds), rate)
     end, load_cpu = time.time(), time.process_time() - load_cpu
     summary = run.finish()
     offered = end - start
@@ -198,8 +204,7 @@ def live_capacity(bootstrap: str, paths: list[str], rate: float, seconds: float,
     taking the alerts in and the pipeline share the cores, as they do in the latency rows."""
     run = joined_pipeline(bootstrap, tag, env)
     start = time.time()
-    sent = replay(paths, bootstrap, run.topic, Decoder(SchemaResolver()), rate=rate,
-                  loop=loops_for(paths, int(rate * seconds)), progress=False, producer=load_producer(bootstrap))
+    sent = offer_load(bootstrap, paths, run.topic, int(rate * seconds), rate)
     end = time.time()
     run.finish()
     out_at = np.asarray([m.timestamp()[1] / 1000 for m in read_topic(bootstrap, run.annotations)])
@@ -217,8 +222,7 @@ def burst(bootstrap: str, paths: list[str], n: int, tag: str, env: dict | None =
     last annotation, and whether every alert came out (annotated or dead-lettered)."""
     run = joined_pipeline(bootstrap, tag, env)
     start = time.time()
-    sent = replay(paths, bootstrap, run.topic, Decoder(SchemaResolver()), loop=loops_for(paths, n), progress=False,
-                  producer=load_producer(bootstrap))
+    sent = offer_load(bootstrap, paths, run.topic, n)
     summary = run.finish()
     drop_topics(bootstrap, run.topic)
     return {"alerts": sent, "drained_s": round(summary["last_commit_at"] - start, 2),
