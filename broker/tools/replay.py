@@ -44,12 +44,15 @@ def messages_for(data: bytes, decoder: Decoder) -> list[bytes]:
 
 def replay(paths: list[str], bootstrap: str, topic: str, decoder: Decoder,
            rate: float | None = None, loop: int = 1, progress: bool = True,
-           producer: Producer | None = None) -> int:
+           producer: Producer | None = None, payloads: list[bytes] | None = None) -> int:
+    """The alerts of ``paths`` (or the ready ``payloads`` split from them) produced ``loop``
+    times over, at ``rate`` per second (None: as fast as they go); how many were sent."""
     producer = producer or Producer({"bootstrap.servers": bootstrap, "acks": "all",
                                      "enable.idempotence": True, "linger.ms": 5,
                                      "message.max.bytes": 20_000_000,
                                      "log.connection.close": False})
-    payloads = [m for _, data in iter_payloads(paths) for m in messages_for(data, decoder)]
+    if payloads is None:
+        payloads = [m for _, data in iter_payloads(paths) for m in messages_for(data, decoder)]
     errors: list = []
     sent = 0
     start = time.monotonic()

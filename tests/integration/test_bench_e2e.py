@@ -27,14 +27,21 @@ def test_bench_e2e_measures_every_figure(tmp_path):
     for key in ("ceiling_alerts_per_s", "pipeline_alerts_per_s", "pipeline_decode_workers_0_alerts_per_s",
                 "pipeline_decode_workers_1_alerts_per_s", "pipeline_decode_workers_2_alerts_per_s",
                 "naive_alerts_per_s", "p99_latency_s_at_256", "p99_latency_s_at_80pct",
-                "live_capacity_alerts_per_s", "p99_latency_s_at_80pct_live", "peak_rss_mb", "two_pipelines_alerts_per_s", "burst_drained_s"):
+                "live_capacity_alerts_per_s", "p99_latency_s_at_80pct_live", "peak_rss_mb", "two_pipelines_alerts_per_s", "burst_drained_s",
+                "visit_last_out_s_max", "visit_p99_s_max"):
         assert s[key] > 0, key
     ztf = result["surveys"]["ztf"]
     assert ztf["pipeline"]["consumed"] == ztf["alerts"] == ztf["ceiling"]["messages"]
     assert all(run["consumed"] == ztf["alerts"] for run in ztf["pipeline_by_decode_workers"].values())
     naive = ztf["naive_runs_alerts_per_s"]  # before and after the pipelines; the faster counts
     assert len(naive) == 2 and s["naive_alerts_per_s"] == max(naive) > 0
-    assert ztf["burst"]["lost"] == 0 and ztf["burst"]["out"] == ztf["burst"]["alerts"]  # each annotated or dead-lettered
+    # Rubin's cadence: three visits into one pipeline, each alert annotated or dead-lettered
+    cadence = ztf["visits"]
+    assert cadence["lost"] == 0 and cadence["out"] == cadence["alerts"] == 3 * cadence["per_visit"]
+    assert [v["alerts"] for v in cadence["visits"]] == [cadence["per_visit"]] * 3
+    assert all(v["annotated"] > 0.9 * v["alerts"] and v["last_out_s"] > 0 for v in cadence["visits"])
+    assert s["burst_drained_s"] == cadence["visits"][0]["last_out_s"]
+    assert cadence["every_s"] == pytest.approx(39.0 * cadence["per_visit"] / 10_000)
     assert {"decode", "produce", "commit"} <= set(ztf["pipeline"]["stage_seconds"])
     assert "| pipeline / ceiling |" in table.read_text()
     # 256/s, then 80% of the pipeline's backlog rate and 80% of what came out while offered live
