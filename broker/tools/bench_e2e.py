@@ -123,9 +123,10 @@ def _survey_bench(bootstrap: str, survey: str, scale: float, latency_s: float, d
     out["latency"].append(latency(bootstrap, paths, live80, latency_s, f"{tag}.live{int(live80)}", env, broker_cpu))
     # Whole loops of the real alerts (10,656 ZTF, 10,048 LSST at scale 1), a visit every 39 s per
     # 10,000 of them (Rubin's mean 256 alerts/s); at small scale smaller visits, as often per alert.
+    # LSST's visits are one exposure each, as Rubin's are; ZTF's alerts keep their own ids.
     per_visit = loops_for(paths, int(VISIT_ALERTS * min(1.0, scale * 2))) * len(payloads(tuple(paths)))
     out["visits"] = visits(bootstrap, paths, per_visit, VISIT_EVERY_S * per_visit / VISIT_ALERTS, VISITS,
-                           f"{tag}.visits", env)
+                           f"{tag}.visits", env, one_exposure=survey == "lsst")
     print(f"[{survey}] p99 latency " + ", ".join(f"{x['p99_s']:.2f} s at {x['offered_per_s']:.0f} alerts/s "
                                               f"({sum(x['cores_busy'].values()):.2f} cores busy)"
                                               for x in out["latency"])

@@ -3,6 +3,7 @@ written before a pipeline starts, load offered into a running one by a producer 
 cores, and ``alert-broker run`` in a subprocess with the measurements of its closing log line."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
@@ -12,7 +13,9 @@ import time
 import uuid
 from functools import lru_cache
 
-from broker.codec import Decoder
+import fastavro
+
+from broker.codec import Decoder, encode_confluent, encode_container
 from broker.kafka_io import ensure_topics
 from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings
@@ -38,6 +41,29 @@ def payloads(paths: tuple[str, ...]) -> list[bytes]:
     return [m for _, data in iter_payloads(list(paths)) for m in messages_for(data, decoder)]
 
 
+def as_one_visit(values: list[bytes], visit: int) -> list[bytes]:
+    """LSST alerts (Confluent framing) re-encoded as detections of one visit: a Rubin visit's
+    ~10,000 alerts share its id, where the bundled samples come from 11 visits. Exposure runs
+    (broker/exposure_runs.py) then hold each partition's share of the visit as one run."""
+    decoder = Decoder(SchemaResolver())
+    out = []
+    for value in values:
+        msg = decoder.decode(value)
+        record = dict(msg.records[0])
+        source = dict(record["diaSource"])
+        for key in ("visit", "ccdVisitId"):  # the field by schema version, as the adapter reads it
+            if key in source:
+                source[key] = visit
+        record["diaSource"] = source
+        if msg.framing == "confluent":
+            out.append(encode_confluent(int.from_bytes(value[1:5], "big"), msg.schema, record))
+        else:  # a container file: some of the samples are framed so
+            body = io.BytesIO()
+            fastavro.schemaless_writer(body, msg.schema, record)
+            out.append(encode_container(msg.schema_text, [body.getvalue()]))
+    return out
+
+
 def loops_for(paths: list[str], n: int) -> int:
     """Replay loops over ``paths`` that send at least ``n`` single-alert messages."""
     return max(1, math.ceil(n / max(1, len(payloads(tuple(paths))))))
@@ -59,11 +85,13 @@ def load_producer(bootstrap: str):
                      "log.connection.close": False})
 
 
-def offer_load(bootstrap: str, paths: list[str], topic: str, n: int, rate: float | None = None) -> int:
-    """At least ``n`` alerts looped from ``paths`` into a running pipeline's ``topic`` by the load
-    generator's producer, at ``rate`` per second (None: as fast as it can); how many were sent."""
+def offer_load(bootstrap: str, paths: list[str], topic: str, n: int, rate: float | None = None,
+               values: list[bytes] | None = None) -> int:
+    """At least ``n`` alerts looped from ``paths`` (or ``values``, made from them) into a running
+    pipeline's ``topic`` by the load generator's producer, at ``rate`` per second (None: as fast
+    as it can); how many were sent."""
     return replay(paths, bootstrap, topic, Decoder(SchemaResolver()), rate=rate, loop=loops_for(paths, n),
-                  progress=False, producer=load_producer(bootstrap), payloads=payloads(tuple(paths)))
+                  progress=False, producer=load_producer(bootstrap), payloads=values or payloads(tuple(paths)))
 
 
 def drop_topics(bootstrap: str, topic: str) -> None:

@@ -9,7 +9,8 @@ import numpy as np
 
 from broker.annotations import decode_annotation
 from broker.tools.bench_cpu import CpuWatch
-from broker.tools.bench_harness import drop_topics, joined_pipeline, offer_load, wait_committed
+from broker.tools.bench_harness import (as_one_visit, drop_topics, joined_pipeline, offer_load, payloads,
+                                        wait_committed)
 from broker.tools.tail import read_topic
 
 
@@ -63,22 +64,27 @@ def live_capacity(bootstrap: str, paths: list[str], rate: float, seconds: float,
 
 # Rubin's cadence: ~10,000 alerts per visit, a visit every ~39 s (256 alerts/s on average).
 VISIT_ALERTS, VISIT_EVERY_S, VISITS = 10_000, 39.0, 3
+FIRST_VISIT_ID = 2026120700001  # Rubin-style (day and sequence number), none of the samples'
 
 
 def visits(bootstrap: str, paths: list[str], per_visit: int, every_s: float, count: int, tag: str,
-           env: dict | None = None) -> dict:
+           env: dict | None = None, one_exposure: bool = False) -> dict:
     """``count`` visits of ``per_visit`` alerts, each offered at once, ``every_s`` apart (from one
     visit's start to the next's), into one running pipeline. Per visit: seconds from its first
     produce to its last annotation, the p99 of its alerts' latency, and whether its last
     annotation was out before the next visit began. The first visit is the burst: an idle
-    pipeline handed ``per_visit`` alerts at once."""
+    pipeline handed ``per_visit`` alerts at once. ``one_exposure`` (LSST): each visit's alerts
+    carry one visit id, as a Rubin visit's do, so each partition holds its share as one
+    exposure run until the partition goes quiet."""
+    values = [as_one_visit(payloads(tuple(paths)), FIRST_VISIT_ID + v) if one_exposure else None
+              for v in range(count)]  # re-encoded before the clock starts
     run = joined_pipeline(bootstrap, tag, env, idle_s=every_s + 6.0)  # idle between visits, not done
     starts, sent = [], []
     for v in range(count):
         if starts:  # a visit that took longer to offer than every_s delays the next
             time.sleep(max(0.0, starts[0] + v * every_s - time.time()))
         starts.append(time.time())
-        sent.append(offer_load(bootstrap, paths, run.topic, per_visit))
+        sent.append(offer_load(bootstrap, paths, run.topic, per_visit, values=values[v]))
     # The last visit drained, the pipeline is stopped rather than left to go idle for every_s.
     if wait_committed(bootstrap, run, timeout_s=600):
         run.proc.terminate()
@@ -100,5 +106,5 @@ def visits(bootstrap: str, paths: list[str], per_visit: int, every_s: float, cou
         rows.append({"alerts": n, "annotated": int(mine.sum()), "last_out_s": round(last - start, 2),
                      "p99_s": float(np.percentile(came_out[mine] - made[mine], 99)) if mine.any() else float("nan"),
                      "out_before_next": bool(last < starts[v + 1]) if v + 1 < count else None})
-    return {"per_visit": per_visit, "every_s": every_s, "visits": rows, "alerts": sum(sent),
+    return {"per_visit": per_visit, "every_s": every_s, "one_exposure": one_exposure, "visits": rows, "alerts": sum(sent),
             "out": summary["annotated"] + summary["dead_lettered"], "lost": sum(sent) - summary["consumed"]}
