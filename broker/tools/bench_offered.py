@@ -86,7 +86,7 @@ def visits(bootstrap: str, paths: list[str], per_visit: int, every_s: float, cou
         starts.append(time.time())
         sent.append(offer_load(bootstrap, paths, run.topic, per_visit, values=values[v]))
     # The last visit drained, the pipeline is stopped rather than left to go idle for every_s.
-    if wait_committed(bootstrap, run, timeout_s=600):
+    if wait_committed(bootstrap, run, sum(sent), timeout_s=600):
         run.proc.terminate()
     summary = run.finish()
     made, came_out = [], []
