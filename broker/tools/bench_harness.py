@@ -21,7 +21,7 @@ from broker.schema_store import SchemaResolver
 from broker.settings import KafkaSettings
 from broker.tools.bench_ceiling import REPO, child_env
 from broker.tools.bench_cpu import CpuWatch
-from broker.tools.replay import iter_payloads, messages_for, replay
+from broker.tools.replay import replay, split_payloads
 
 SHARED = REPO.parent / "shared" / "data"
 SAMPLES = REPO / "tests" / "fixtures" / "alerts"
@@ -37,14 +37,14 @@ def survey_paths(survey: str) -> list[str]:
 def payloads(paths: tuple[str, ...]) -> list[bytes]:
     """The single-alert messages of ``paths``, read and split once: reading the ZTF files took
     ~1 s, which a burst's time used to include."""
-    decoder = Decoder(SchemaResolver())
-    return [m for _, data in iter_payloads(list(paths)) for m in messages_for(data, decoder)]
+    return split_payloads(list(paths), Decoder(SchemaResolver()))
 
 
 def as_one_visit(values: list[bytes], visit: int) -> list[bytes]:
-    """LSST alerts (Confluent framing) re-encoded as detections of one visit: a Rubin visit's
-    ~10,000 alerts share its id, where the bundled samples come from 11 visits. Exposure runs
-    (broker/exposure_runs.py) then hold each partition's share of the visit as one run."""
+    """LSST alerts re-encoded, each in its own framing (Confluent or container), as detections of
+    one visit: a Rubin visit's ~10,000 alerts share its id, where the bundled samples come from
+    11 visits. Exposure runs (broker/exposure_runs.py) then hold each partition's share of the
+    visit as one run."""
     decoder = Decoder(SchemaResolver())
     out = []
     for value in values:
@@ -71,7 +71,8 @@ def loops_for(paths: list[str], n: int) -> int:
 
 def preload(bootstrap: str, topic: str, paths: list[str], n: int, partitions: int = 2) -> int:
     ensure_topics(KafkaSettings(bootstrap=bootstrap), [topic], partitions=partitions)
-    return replay(paths, bootstrap, topic, Decoder(SchemaResolver()), loop=loops_for(paths, n), progress=False)
+    return replay(paths, bootstrap, topic, Decoder(SchemaResolver()), loop=loops_for(paths, n), progress=False,
+                  payloads=payloads(tuple(paths)))
 
 
 def load_producer(bootstrap: str):

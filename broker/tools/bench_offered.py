@@ -14,6 +14,17 @@ from broker.tools.bench_harness import (as_one_visit, drop_topics, joined_pipeli
 from broker.tools.tail import read_topic
 
 
+def annotation_times(bootstrap: str, topic: str) -> tuple[np.ndarray, np.ndarray]:
+    """For each annotation on ``topic``: its input's Kafka timestamp and its own, in epoch seconds."""
+    made, came_out = [], []
+    for m in read_topic(bootstrap, topic):
+        made_ms = decode_annotation(m.value()).get("kafka_timestamp_ms")
+        if made_ms:
+            made.append(made_ms / 1000)
+            came_out.append(m.timestamp()[1] / 1000)
+    return np.asarray(made), np.asarray(came_out)
+
+
 def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: str, env: dict | None = None,
             broker_cpu: CpuWatch | None = None) -> dict:
     """Offered load at ``rate`` for ``seconds`` into a running pipeline; latency per alert from
@@ -28,12 +39,8 @@ def latency(bootstrap: str, paths: list[str], rate: float, seconds: float, tag: 
     offered = end - start
     cores = {"pipeline": run.cpu.between(start, end) / offered, "load_generator": load_cpu / offered,
              "broker": broker_cpu.between(start, end) / offered if broker_cpu else float("nan")}
-    waits = []
-    for m in read_topic(bootstrap, run.annotations):
-        record = decode_annotation(m.value())
-        if record.get("kafka_timestamp_ms"):
-            waits.append((m.timestamp()[1] - record["kafka_timestamp_ms"]) / 1000)
-    w = np.asarray(waits)
+    made, came_out = annotation_times(bootstrap, run.annotations)
+    w = came_out - made
     drop_topics(bootstrap, run.topic)
     return {"offered_per_s": rate, "alerts": int(len(w)), "seconds": seconds,
             "p50_s": float(np.percentile(w, 50)), "p95_s": float(np.percentile(w, 95)),
@@ -89,14 +96,8 @@ def visits(bootstrap: str, paths: list[str], per_visit: int, every_s: float, cou
     if wait_committed(bootstrap, run, sum(sent), timeout_s=600):
         run.proc.terminate()
     summary = run.finish()
-    made, came_out = [], []
-    for m in read_topic(bootstrap, run.annotations):
-        made_ms = decode_annotation(m.value()).get("kafka_timestamp_ms")
-        if made_ms:
-            made.append(made_ms / 1000)
-            came_out.append(m.timestamp()[1] / 1000)
+    made, came_out = annotation_times(bootstrap, run.annotations)
     drop_topics(bootstrap, run.topic)
-    made, came_out = np.asarray(made), np.asarray(came_out)
     # Kafka timestamps are whole milliseconds: a visit's first alert may read up to 1 ms early.
     visit_of = np.searchsorted(np.asarray(starts) - 0.001, made, side="right") - 1
     rows = []

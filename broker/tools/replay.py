@@ -42,6 +42,11 @@ def messages_for(data: bytes, decoder: Decoder) -> list[bytes]:
         return [data]
 
 
+def split_payloads(paths: list[str], decoder: Decoder) -> list[bytes]:
+    """The single-alert messages of ``paths``: each file's alerts one message each."""
+    return [m for _, data in iter_payloads(paths) for m in messages_for(data, decoder)]
+
+
 def replay(paths: list[str], bootstrap: str, topic: str, decoder: Decoder,
            rate: float | None = None, loop: int = 1, progress: bool = True,
            producer: Producer | None = None, payloads: list[bytes] | None = None) -> int:
@@ -52,7 +57,7 @@ def replay(paths: list[str], bootstrap: str, topic: str, decoder: Decoder,
                                      "message.max.bytes": 20_000_000,
                                      "log.connection.close": False})
     if payloads is None:
-        payloads = [m for _, data in iter_payloads(paths) for m in messages_for(data, decoder)]
+        payloads = split_payloads(paths, decoder)
     errors: list = []
     sent = 0
     start = time.monotonic()
